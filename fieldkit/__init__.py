@@ -1,0 +1,1 @@
+"""fieldkit: a 3D and neural-field distillation engine."""

@@ -1,0 +1,2 @@
+"""Built-in procedural scenes."""
+def ping(): return "scenes"
