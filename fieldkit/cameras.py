@@ -63,7 +63,9 @@ class Cameras:
 
     def __getitem__(self, index) -> "Cameras":
         if isinstance(index, int):
-            index = slice(index, index + 1)
+            # a one-element list keeps the camera dimension and, unlike slice(i, i + 1),
+            # handles negative and out-of-range indices as Python does
+            index = [index]
         return Cameras(*(getattr(self, name)[index] for name in self._fields()))
 
     @staticmethod
@@ -160,9 +162,14 @@ def look_at(eye: Tensor, target: Tensor, up: Tensor | None = None) -> Tensor:
     backward = eye - target
     backward = backward / backward.norm(dim=-1, keepdim=True)
     right = torch.cross(up, backward, dim=-1)
-    # a camera looking straight along `up` has no defined right vector; any perpendicular will do
+    # a camera looking straight along `up` has no defined right vector; any perpendicular will do:
+    # world x made perpendicular to the view, or world y when the view is along x
     degenerate = right.norm(dim=-1) < 1e-6
-    right[degenerate] = torch.tensor([1.0, 0.0, 0.0])
+    view = backward[degenerate]  # [D, 3]
+    x_perpendicular = torch.tensor([1.0, 0.0, 0.0]) - view[:, :1] * view
+    y_perpendicular = torch.tensor([0.0, 1.0, 0.0]) - view[:, 1:2] * view
+    use_y = x_perpendicular.norm(dim=-1, keepdim=True) < 0.5
+    right[degenerate] = torch.where(use_y, y_perpendicular, x_perpendicular)
     right = right / right.norm(dim=-1, keepdim=True)
     true_up = torch.cross(backward, right, dim=-1)
     c2w = torch.eye(4).repeat(eye.shape[0], 1, 1)

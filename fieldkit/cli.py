@@ -1,0 +1,172 @@
+"""The `fieldkit` command. Each verb is a small function; options of dataclass configs are
+generated from their fields, with each field's docstring as help."""
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import json
+import sys
+from pathlib import Path
+
+from fieldkit.errors import FieldkitError
+
+EXIT_INTERRUPTED = 130
+
+
+def _field_docs(cls) -> dict[str, str]:
+    """Attribute docstrings (the string literal under each dataclass field)."""
+    try:
+        tree = ast.parse(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    docs, body = {}, tree.body[0].body
+    for node, following in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
+            docs[node.target.id] = str(following.value.value)
+    return docs
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    docs = _field_docs(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        parser.add_argument(flag, dest=field.name, type=type(field.default), default=field.default,
+                            help=f"{docs.get(field.name, '')} (default: {field.default})")
+
+
+def dataclass_from_args(cls, args: argparse.Namespace):
+    return cls(**{field.name: getattr(args, field.name) for field in dataclasses.fields(cls) if hasattr(args, field.name)})
+
+
+def _parse_overrides(pairs: list[str]) -> dict:
+    overrides = {}
+    for pair in pairs:
+        name, separator, value = pair.partition("=")
+        if not separator:
+            raise FieldkitError(f"--set expects NAME=VALUE, got '{pair}'")
+        overrides[name.strip().replace("-", "_")] = value.strip()
+    return overrides
+
+
+# -- verbs ---------------------------------------------------------------------------------
+
+def cmd_train(args) -> int:
+    from fieldkit.train import ASSET_NAME, TrainConfig, Trainer
+
+    trainer = Trainer(args.source, args.arch, args.out, dataclass_from_args(TrainConfig, args), _parse_overrides(args.set))
+    if trainer.resuming:
+        print(f"resuming the run in {args.out}", file=sys.stderr)
+    metrics = trainer.run_training()
+    print(f"test PSNR {metrics['psnr_test']:.2f} dB, SSIM {metrics['ssim_test']:.3f} "
+          f"after {metrics['steps']} steps in {metrics['seconds']:.0f} s")
+    print(f"wrote {Path(args.out) / ASSET_NAME} and {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+def cmd_render(args) -> int:
+    from fieldkit.rendering import render_cameras_file, render_orbit
+
+    if args.orbit:
+        written = render_orbit(args.asset, args.out, args.orbit, args.resolution)
+    elif args.cameras:
+        written = render_cameras_file(args.asset, args.cameras, args.out, args.downscale)
+    else:
+        raise FieldkitError("say what to render: --cameras TRANSFORMS.json or --orbit N")
+    print(f"wrote {len(written)} images to {args.out}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from fieldkit.io import read_tensors
+
+    _, header = read_tensors(args.asset)
+    if args.json:
+        print(json.dumps(header, indent=2))
+        return 0
+    bounds = header.get("bounds")
+    lines = [f"kind          {header.get('kind')}", f"architecture  {header.get('architecture')}",
+             f"parameters    {header.get('parameters', 0):,}",
+             f"bounds        {bounds[0]} .. {bounds[1]}" if bounds else "bounds        -"]
+    if header.get("dataset"):
+        lines.append(f"dataset       {header['dataset'].get('name')} ({header['dataset'].get('source')})")
+    for name, value in header.get("metrics", {}).items():
+        lines.append(f"{name:<13} {value:.4g}" if isinstance(value, float) else f"{name:<13} {value}")
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_scenes(args) -> int:
+    from fieldkit import scenes
+
+    if args.action == "export":
+        if not args.name or not args.out:
+            raise FieldkitError("usage: fieldkit scenes export NAME --out DIR")
+        path = scenes.export(args.name, args.out, resolution=args.resolution, train_views=args.train_views,
+                             test_views=args.test_views, seed=args.seed)
+        print(f"wrote {path}")
+        return 0
+    for index, name in enumerate(scenes.names()):
+        print(f"{name:<10} {scenes.describe(name)}{'  (default)' if index == 0 else ''}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fieldkit.fields import ARCHITECTURES
+    from fieldkit.train import TrainConfig
+
+    parser = argparse.ArgumentParser(prog="fieldkit", description="Convert, generate, train and view 3D fields.")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    train = verbs.add_parser("train", help="fit a field to posed images or a built-in scene")
+    train.add_argument("source", help="dataset directory, transforms.json, or built-in scene name")
+    train.add_argument("--arch", default="hashgrid", help=f"one of: {', '.join(ARCHITECTURES)} (default: hashgrid)")
+    train.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
+    train.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                       help="override one architecture setting, e.g. --set log2_table_size=19")
+    add_dataclass_options(train, TrainConfig)
+    train.set_defaults(run=cmd_train)
+
+    render = verbs.add_parser("render", help="render an asset from cameras or on a turntable")
+    render.add_argument("asset")
+    render.add_argument("--cameras", help="a transforms.json / transforms_test.json, or a dataset directory")
+    render.add_argument("--orbit", type=int, default=0, help="render an N-view turntable instead")
+    render.add_argument("--resolution", type=int, default=256, help="turntable image size (default: 256)")
+    render.add_argument("--downscale", type=float, default=1.0, help="divide the cameras' resolution by this")
+    render.add_argument("--out", required=True, help="output directory for PNGs")
+    render.set_defaults(run=cmd_render)
+
+    info = verbs.add_parser("info", help="describe an asset")
+    info.add_argument("asset")
+    info.add_argument("--json", action="store_true", help="print the whole header as JSON")
+    info.set_defaults(run=cmd_info)
+
+    scene = verbs.add_parser("scenes", help="list built-in scenes, or export one as a dataset")
+    scene.add_argument("action", nargs="?", choices=["list", "export"], default="list")
+    scene.add_argument("name", nargs="?")
+    scene.add_argument("--out")
+    scene.add_argument("--resolution", type=int, default=128)
+    scene.add_argument("--train-views", type=int, default=100)
+    scene.add_argument("--test-views", type=int, default=20)
+    scene.add_argument("--seed", type=int, default=0)
+    scene.set_defaults(run=cmd_scenes)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except FieldkitError as error:
+        print(f"fieldkit: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fieldkit: interrupted; progress is checkpointed, rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Input encodings: positional (NeRF), spherical harmonics (view directions) and the
+multiresolution hash grid (instant-ngp), all vectorised torch."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class PositionalEncoding(nn.Module):
+    """[x, sin(2^k pi x), cos(2^k pi x)] for k < frequencies (NeRF)."""
+
+    def __init__(self, frequencies: int):
+        super().__init__()
+        self.register_buffer("scales", (2.0 ** torch.arange(frequencies)) * math.pi, persistent=False)
+        self.output_dim = 3 + 6 * frequencies
+
+    def forward(self, x: Tensor) -> Tensor:  # [N, 3] in [-1, 1] -> [N, output_dim]
+        scaled = (x[:, None, :] * self.scales[:, None]).reshape(x.shape[0], -1)
+        return torch.cat([x, torch.sin(scaled), torch.cos(scaled)], dim=-1)
+
+
+def spherical_harmonics(directions: Tensor, degree: int) -> Tensor:
+    """Real SH basis up to `degree` (1..4 bands) of unit directions [N, 3] -> [N, degree**2]."""
+    x, y, z = directions.unbind(-1)
+    bands = [torch.full_like(x, 0.28209479177387814)]
+    if degree > 1:
+        bands += [-0.48860251190291987 * y, 0.48860251190291987 * z, -0.48860251190291987 * x]
+    if degree > 2:
+        xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
+        bands += [
+            1.0925484305920792 * xy, -1.0925484305920792 * yz, 0.31539156525252005 * (2 * zz - xx - yy),
+            -1.0925484305920792 * xz, 0.5462742152960396 * (xx - yy),
+        ]
+    if degree > 3:
+        bands += [
+            -0.5900435899266435 * y * (3 * xx - yy), 2.890611442640554 * xy * z,
+            -0.4570457994644658 * y * (4 * zz - xx - yy), 0.3731763325901154 * z * (2 * zz - 3 * xx - 3 * yy),
+            -0.4570457994644658 * x * (4 * zz - xx - yy), 1.445305721320277 * z * (xx - yy),
+            -0.5900435899266435 * x * (xx - 3 * yy),
+        ]
+    if degree > 4:
+        raise ValueError(f"spherical harmonics degree {degree} is not supported (1 to 4)")
+    return torch.stack(bands, dim=-1)
+
+
+# instant-ngp's spatial hash primes, written as signed int32 so that multiplication wraps
+# like the uint32 arithmetic of the original; the table size is a power of two, so the
+# low bits (a bitwise AND) are the same either way.
+_HASH_PRIMES = (1, 2654435761 - 2**32, 805459861)
+
+
+class _TableGather(torch.autograd.Function):
+    """Trilinear blend of table rows: out[n, l] = sum_c weights[n, l, c] * table[index[n, l, c]].
+
+    The backward scatters with one accumulate index_put, which is several times faster on
+    CPU than autograd's embedding backward for millions of indices.
+    """
+
+    @staticmethod
+    def forward(ctx, table: Tensor, index: Tensor, weights: Tensor) -> Tensor:
+        rows = table.index_select(0, index.reshape(-1)).view(*index.shape, table.shape[1])  # [N, L, 8, F]
+        ctx.save_for_backward(table, index, weights)
+        return torch.einsum("nlc,nlcf->nlf", weights, rows)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # grad [N, L, F]
+        table, index, weights = ctx.saved_tensors
+        grad_table = grad_weights = None
+        if ctx.needs_input_grad[0]:
+            contributions = (weights[..., None] * grad[:, :, None, :]).reshape(-1, table.shape[1])
+            grad_table = torch.zeros_like(table).index_put_((index.reshape(-1),), contributions, accumulate=True)
+        if ctx.needs_input_grad[2]:
+            rows = table.index_select(0, index.reshape(-1)).view(*index.shape, table.shape[1])
+            grad_weights = torch.einsum("nlf,nlcf->nlc", grad, rows)
+        return grad_table, None, grad_weights
+
+
+class HashEncoding(nn.Module):
+    """Multiresolution hash encoding (Mueller et al. 2022) over points in [0, 1]^3.
+
+    Coarse levels whose grid fits in the table are indexed densely (no collisions); finer
+    levels use the spatial hash.
+    """
+
+    def __init__(self, levels: int, features_per_level: int, log2_table_size: int, base_resolution: int,
+                 max_resolution: int):
+        super().__init__()
+        self.levels, self.features_per_level = levels, features_per_level
+        self.table_size = 2**log2_table_size
+        growth = math.exp((math.log(max_resolution) - math.log(base_resolution)) / max(levels - 1, 1))
+        resolution = torch.tensor([math.floor(base_resolution * growth**level) for level in range(levels)])
+        dense = (resolution + 1) ** 3 <= self.table_size
+        strides = torch.stack([torch.ones_like(resolution), resolution + 1, (resolution + 1) ** 2], dim=-1)
+        multipliers = torch.where(dense[:, None], strides, torch.tensor(_HASH_PRIMES)[None, :])
+        self.register_buffer("resolution", resolution.float(), persistent=False)
+        self.register_buffer("multipliers", multipliers.int(), persistent=False)  # [L, 3]
+        self.register_buffer("dense", dense, persistent=False)
+        self.register_buffer("level_offsets", (torch.arange(levels) * self.table_size).int(), persistent=False)
+        self.table = nn.Parameter(torch.empty(levels * self.table_size, features_per_level).uniform_(-1e-4, 1e-4))
+        self.output_dim = levels * features_per_level
+
+    def forward(self, x: Tensor) -> Tensor:  # [N, 3] in [0, 1] -> [N, L * F]
+        position = x[:, None, :] * self.resolution[None, :, None]  # [N, L, 3]
+        corner = position.floor()
+        fraction = position - corner
+        # per axis, the two corner coordinates times that axis' multiplier: [N, L, 3, 2]
+        axis_terms = torch.stack([corner, corner + 1], dim=-1).int() * self.multipliers[None, :, :, None]
+        tx, ty, tz = axis_terms[:, :, 0, :, None, None], axis_terms[:, :, 1, None, :, None], axis_terms[:, :, 2, None, None, :]
+        index = torch.where(self.dense[None, :, None, None, None], tx + ty + tz, tx ^ ty ^ tz)  # [N, L, 2, 2, 2]
+        index = ((index & (self.table_size - 1)) + self.level_offsets[None, :, None, None, None]).reshape(
+            x.shape[0], self.levels, 8).long()
+        axis_weights = torch.stack([1 - fraction, fraction], dim=-1)  # [N, L, 3, 2]
+        weights = (axis_weights[:, :, 0, :, None, None] * axis_weights[:, :, 1, None, :, None]
+                   * axis_weights[:, :, 2, None, None, :]).reshape(x.shape[0], self.levels, 8)
+        return _TableGather.apply(self.table, index, weights).reshape(x.shape[0], -1)

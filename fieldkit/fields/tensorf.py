@@ -1,0 +1,102 @@
+"""TensoRF (Chen et al. 2022): the radiance field as a low-rank tensor decomposition.
+
+VM: three (plane, line) pairs; CP: three lines per component. Both decompositions give a
+feature vector per point which a linear basis maps to the shared geometry vector.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fieldkit.fields.base import GEOMETRY_FEATURES, GeometryVectorField
+
+# (plane axes, line axis) of the VM decomposition: XY plane with Z line, and so on
+_VM_AXES = ((0, 1, 2), (0, 2, 1), (1, 2, 0))
+
+
+@dataclass
+class TensoRFConfig:
+    resolution: int = 128
+    """grid resolution per axis"""
+    components: int = 24
+    """components per plane/line pair (VM) or rank (CP, multiplied by 4)"""
+    colour_width: int = 64
+    """width of the colour head"""
+    learning_rate: float = 2e-2
+    """Adam learning rate of the tensors"""
+    network_learning_rate: float = 2e-3
+    """Adam learning rate of the basis and colour head"""
+    init_scale: float = 0.1
+    """standard deviation of the initial tensor values"""
+
+
+PRESETS = {"cpu": TensoRFConfig(), "gpu": TensoRFConfig(resolution=300, components=48)}
+
+
+def _sample_lines(lines: Tensor, coordinates: Tensor) -> Tensor:
+    """Linear interpolation of lines [A, C, R] at coordinates [N, A] in [-1, 1] -> [A, C, N]."""
+    grid = torch.stack([torch.zeros_like(coordinates), coordinates], dim=-1).transpose(0, 1)[:, :, None, :]  # [A, N, 1, 2]
+    return F.grid_sample(lines[..., None], grid, mode="bilinear", align_corners=True)[..., 0]
+
+
+class _TensoRFField(GeometryVectorField):
+    config_class = TensoRFConfig
+
+    def __init__(self, config: TensoRFConfig, aabb: Tensor, feature_dim: int):
+        super().__init__(config, aabb)
+        self.basis = nn.Linear(feature_dim, 1 + GEOMETRY_FEATURES)
+
+    def tensor_parameters(self) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def optimizer_groups(self) -> list[dict]:
+        tensors = self.tensor_parameters()
+        tensor_ids = {id(parameter) for parameter in tensors}
+        networks = [parameter for parameter in self.parameters() if id(parameter) not in tensor_ids]
+        return [{"params": tensors, "lr": self.config.learning_rate},
+                {"params": networks, "lr": self.config.network_learning_rate}]
+
+    def encode(self, unit_points: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.features(unit_points * 2 - 1)
+        return features, self.basis(features)
+
+    def features(self, coordinates: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class TensoRFVMField(_TensoRFField):
+    architecture = "tensorf-vm"
+
+    def __init__(self, config: TensoRFConfig, aabb: Tensor):
+        super().__init__(config, aabb, 3 * config.components)
+        size, components = config.resolution, config.components
+        self.planes = nn.Parameter(config.init_scale * torch.randn(3, components, size, size))
+        self.lines = nn.Parameter(config.init_scale * torch.randn(3, components, size))
+
+    def tensor_parameters(self) -> list[nn.Parameter]:
+        return [self.planes, self.lines]
+
+    def features(self, coordinates: Tensor) -> Tensor:  # [N, 3] in [-1, 1] -> [N, 3C]
+        plane_coordinates = torch.stack([coordinates[:, [a, b]] for a, b, _ in _VM_AXES])[:, :, None, :]  # [3, N, 1, 2]
+        planes = F.grid_sample(self.planes, plane_coordinates, mode="bilinear", align_corners=True)[..., 0]  # [3, C, N]
+        lines = _sample_lines(self.lines, coordinates[:, [axis for _, _, axis in _VM_AXES]])  # [3, C, N]
+        return (planes * lines).reshape(-1, coordinates.shape[0]).T
+
+
+class TensoRFCPField(_TensoRFField):
+    architecture = "tensorf-cp"
+
+    def __init__(self, config: TensoRFConfig, aabb: Tensor):
+        rank = 4 * config.components
+        super().__init__(config, aabb, rank)
+        self.lines = nn.Parameter(config.init_scale * torch.randn(3, rank, config.resolution))
+
+    def tensor_parameters(self) -> list[nn.Parameter]:
+        return [self.lines]
+
+    def features(self, coordinates: Tensor) -> Tensor:  # [N, 3] -> [N, rank]
+        lines = _sample_lines(self.lines, coordinates)  # [3, rank, N]
+        return lines.prod(dim=0).T

@@ -1,0 +1,74 @@
+"""Plenoxels-style voxel grid (Fridovich-Keil et al. 2022): a dense grid holding log-density
+and spherical-harmonic colour coefficients, trilinearly interpolated, with total-variation
+regularisation. It has no geometry vector: its stages are its own SH coefficients."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fieldkit.fields.activations import clamp_log_density
+from fieldkit.fields.base import Field, FieldOutput
+from fieldkit.fields.encodings import spherical_harmonics
+
+
+@dataclass
+class VoxelConfig:
+    resolution: int = 128
+    """grid resolution per axis"""
+    sh_degree: int = 2
+    """spherical-harmonic bands of colour (1 = diffuse only, 3 = Plenoxels)"""
+    initial_log_density: float = -1.0
+    """log-density everywhere at the start"""
+    learning_rate: float = 5e-2
+    """Adam learning rate"""
+    tv_weight: float = 1e-4
+    """total-variation weight on density and colour"""
+    tv_voxels: int = 65536
+    """voxels sampled per step for the total-variation term"""
+
+
+PRESETS = {"cpu": VoxelConfig(), "gpu": VoxelConfig(resolution=256, sh_degree=3)}
+
+
+class VoxelField(Field):
+    architecture = "voxels"
+    config_class = VoxelConfig
+    stage_names = ("sh",)
+
+    def __init__(self, config: VoxelConfig, aabb: Tensor):
+        super().__init__(config, aabb)
+        size, coefficients = config.resolution, 3 * config.sh_degree**2
+        self.density = nn.Parameter(torch.full((1, 1, size, size, size), config.initial_log_density))
+        self.sh = nn.Parameter(torch.zeros(1, coefficients, size, size, size))
+
+    def _sample(self, grid: Tensor, unit_points: Tensor) -> Tensor:  # -> [N, channels]
+        # grid_sample indexes (x, y, z) as (W, H, D): store x along the last axis
+        coordinates = (unit_points * 2 - 1).reshape(1, -1, 1, 1, 3)
+        return F.grid_sample(grid, coordinates, mode="bilinear", align_corners=True).reshape(grid.shape[1], -1).T
+
+    def _log_density_normalized(self, unit_points: Tensor) -> Tensor:
+        return clamp_log_density(self._sample(self.density, unit_points)[:, 0])
+
+    def _forward_normalized(self, unit_points: Tensor, directions: Tensor) -> FieldOutput:
+        log_density = clamp_log_density(self._sample(self.density, unit_points)[:, 0])
+        coefficients = self._sample(self.sh, unit_points)  # [N, 3 * B]
+        basis = spherical_harmonics(directions, self.config.sh_degree)  # [N, B]
+        rgb = torch.sigmoid((coefficients.view(-1, 3, basis.shape[1]) * basis[:, None, :]).sum(-1))
+        return FieldOutput(log_density, rgb, {"sh": coefficients})
+
+    def regularization(self) -> Tensor:
+        """Total variation on a random subset of voxels (Plenoxels does the same for speed)."""
+        size = self.config.resolution
+        index = torch.randint(0, size - 1, (3, self.config.tv_voxels), device=self.density.device)
+        total = self.density.new_zeros(())
+        for grid in (self.density, self.sh):
+            values = grid[0][:, index[0], index[1], index[2]]
+            for axis in range(3):
+                shifted = index.clone()
+                shifted[axis] += 1
+                neighbours = grid[0][:, shifted[0], shifted[1], shifted[2]]
+                total = total + (neighbours - values).square().mean()
+        return self.config.tv_weight * total

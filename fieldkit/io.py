@@ -1,0 +1,115 @@
+"""The asset file: one safetensors file, its JSON header under the metadata key "fieldkit".
+
+Loading reads tensors and JSON only: nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from fieldkit.atomic import atomic_path
+from fieldkit.errors import FieldkitError
+from fieldkit.fields import field_class
+from fieldkit.radiance import RadianceField
+from fieldkit.render.occupancy import OccupancyGrid
+
+FORMAT_VERSION = 1
+HEADER_KEY = "fieldkit"
+
+
+def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], header: dict) -> None:
+    """Writes tensors and a JSON header atomically (temporary file, then rename)."""
+    contiguous = {name: tensor.detach().contiguous().cpu() for name, tensor in tensors.items()}
+    with atomic_path(path) as temporary:
+        save_file(contiguous, str(temporary), metadata={HEADER_KEY: json.dumps(header)})
+
+
+def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Reads a fieldkit safetensors file -> (tensors, header); one clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise FieldkitError(f"no asset at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except Exception as error:  # safetensors raises its own error types for truncated or foreign bytes
+        raise FieldkitError(f"{path} is not a readable safetensors file (truncated or another format): "
+                            f"{str(error).splitlines()[0]}") from None
+    if HEADER_KEY not in metadata:
+        raise FieldkitError(f"{path} is a safetensors file but not a fieldkit asset (no '{HEADER_KEY}' header)")
+    try:
+        header = json.loads(metadata[HEADER_KEY])
+    except json.JSONDecodeError as error:
+        raise FieldkitError(f"{path} has a corrupt fieldkit header: {error}") from None
+    version = header.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise FieldkitError(f"{path} has asset format version {version!r}; this fieldkit reads up to "
+                            f"{FORMAT_VERSION} (upgrade fieldkit)")
+    return tensors, header
+
+
+def field_header(model: RadianceField) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": "field",
+        "architecture": model.architecture,
+        "config": model.field.config_dict(),
+        "bounds": model.aabb.tolist(),
+        "render": {"step_size": model.step_size, "background": model.background.tolist()},
+        "occupancy": {"resolution": model.grid.resolution, "decay": model.grid.decay,
+                      "opacity_threshold": model.grid.opacity_threshold},
+        "parameters": sum(parameter.numel() for parameter in model.field.parameters()),
+        "metrics": model.metrics,
+        "dataset": model.dataset,
+    }
+
+
+def model_tensors(model: RadianceField) -> dict[str, torch.Tensor]:
+    return {f"field.{name}": value for name, value in model.field.state_dict().items() if name != "aabb"} | {
+        "occupancy.density": model.grid.density, "occupancy.occupied": model.grid.occupied}
+
+
+def save_field(model: RadianceField, path: str | Path) -> None:
+    write_tensors(path, model_tensors(model), field_header(model))
+
+
+def field_from_header(header: dict) -> RadianceField:
+    """An untrained model with the architecture, config and bounds that a header describes."""
+    cls = field_class(header["architecture"])
+    config = cls.config_class(**header["config"])
+    bounds = torch.tensor(header["bounds"], dtype=torch.float32)
+    occupancy = header["occupancy"]
+    grid = OccupancyGrid(bounds, occupancy["resolution"], occupancy["decay"], occupancy["opacity_threshold"])
+    model = RadianceField(cls(config, bounds), grid, header["render"]["step_size"], header["render"]["background"])
+    model.metrics, model.dataset = header.get("metrics", {}), header.get("dataset", {})
+    return model
+
+
+def load_model_tensors(model: RadianceField, tensors: dict[str, torch.Tensor], path) -> None:
+    field_state = {name[len("field."):]: value for name, value in tensors.items() if name.startswith("field.")}
+    field_state["aabb"] = model.field.aabb
+    try:
+        model.field.load_state_dict(field_state)
+        model.grid.density.copy_(tensors["occupancy.density"])
+        model.grid.occupied.copy_(tensors["occupancy.occupied"])
+    except (RuntimeError, KeyError) as error:
+        raise FieldkitError(f"{path} does not match its own header: {str(error).splitlines()[0]}") from None
+
+
+def load(path: str | Path) -> RadianceField:
+    """Loads any fieldkit asset into an object with `render(cameras)`."""
+    tensors, header = read_tensors(path)
+    kind = header.get("kind")
+    if kind != "field":
+        raise FieldkitError(f"{path} holds a '{kind}' asset, which this fieldkit cannot load")
+    try:
+        model = field_from_header(header)
+    except (KeyError, TypeError) as error:
+        raise FieldkitError(f"{path} has an incomplete fieldkit header (missing or wrong {error})") from None
+    load_model_tensors(model, tensors, path)
+    return model.eval()

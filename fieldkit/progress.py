@@ -1,0 +1,40 @@
+"""Progress display for long work: a live rich bar on a terminal, a line every tenth of the
+work otherwise (so logs of background runs still show progress)."""
+from __future__ import annotations
+
+import contextlib
+import math
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+def _format(fields: dict) -> str:
+    return "  ".join(f"{name} {value:.4g}" if isinstance(value, float) else f"{name} {value}"
+                     for name, value in fields.items() if not (isinstance(value, float) and math.isnan(value)))
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int, completed: int = 0):
+    """Yields `advance(**fields)`, to call once per unit of work with figures to show."""
+    console = Console(stderr=True)
+    if console.is_terminal:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task(description, total=total, completed=completed, status="")
+
+            def advance(**fields):
+                progress.update(task, advance=1, status=_format(fields))
+
+            yield advance
+        return
+    state = {"done": completed}
+    every = max(total // 10, 1)
+
+    def advance(**fields):
+        state["done"] += 1
+        if state["done"] % every == 0 or state["done"] == total:
+            console.print(f"{description}: {state['done']}/{total}  {_format(fields)}", highlight=False)
+
+    yield advance

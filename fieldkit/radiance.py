@@ -1,0 +1,61 @@
+"""A renderable radiance field: a field, its occupancy grid and its render settings."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from fieldkit.cameras import Cameras
+from fieldkit.fields import Field
+from fieldkit.render.occupancy import OccupancyGrid
+from fieldkit.render.volume import RenderOutput, render_rays
+
+RENDER_CHUNK = 8192
+
+
+class RadianceField(nn.Module):
+    """`render(cameras)` for any field architecture; what `fieldkit.load` returns for fields."""
+
+    kind = "field"
+
+    def __init__(self, field: Field, grid: OccupancyGrid, step_size: float, background=(1.0, 1.0, 1.0)):
+        super().__init__()
+        self.field, self.grid, self.step_size = field, grid, step_size
+        self.register_buffer("background", torch.as_tensor(background, dtype=torch.float32).reshape(3).clone())
+        self.metrics: dict = {}
+        self.dataset: dict = {}
+
+    @property
+    def architecture(self) -> str:
+        return self.field.architecture
+
+    @property
+    def aabb(self) -> Tensor:
+        return self.field.aabb
+
+    def _radiance(self, points: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
+        output = self.field(points, directions)
+        return output.log_density, output.rgb
+
+    def render_rays(self, origins: Tensor, directions: Tensor, background: Tensor | None = None,
+                    jitter: Tensor | None = None) -> RenderOutput:
+        background = self.background if background is None else background
+        return render_rays(self._radiance, self.field.log_density, self.grid, origins, directions, background,
+                           self.step_size, jitter)
+
+    @torch.no_grad()
+    def render(self, cameras: Cameras, background: Tensor | None = None, chunk: int = RENDER_CHUNK) -> RenderOutput:
+        """Renders every camera (all of one resolution) -> rgb [C, H, W, 3], alpha and depth [C, H, W]."""
+        if len(set(zip(cameras.width.tolist(), cameras.height.tolist()))) != 1:
+            raise ValueError("render() needs cameras of one resolution; render them one at a time")
+        height, width = int(cameras.height[0]), int(cameras.width[0])
+        cameras = cameras.to(self.background.device)
+        outputs = []
+        for index in range(len(cameras)):
+            origins, directions = cameras.image_rays(index)
+            parts = [self.render_rays(o, d, background) for o, d in zip(origins.split(chunk), directions.split(chunk))]
+            outputs.append([torch.cat([getattr(part, name) for part in parts]) for name in ("rgb", "alpha", "depth")])
+        rgb, alpha, depth = (torch.stack([output[i] for output in outputs]) for i in range(3))
+        return RenderOutput(rgb.view(-1, height, width, 3), alpha.view(-1, height, width), depth.view(-1, height, width))
+
+    def update_occupancy(self, fraction: float = 1.0, generator=None) -> None:
+        self.grid.update(self.field.log_density, self.step_size, fraction, generator)

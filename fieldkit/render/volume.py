@@ -1,0 +1,90 @@
+"""Volume rendering of a field along rays: the torch reference.
+
+nerfacc's split: the renderer owns sampling, transmittance, weights and accumulation and
+takes the field as a callback, so fields, splat densities and distilled students share it.
+Dimension letters: R rays, S samples per ray, M kept samples.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from fieldkit.fields.activations import density_from_log
+from fieldkit.render.occupancy import OccupancyGrid
+
+# samples whose transmittance has fallen below this contribute nothing visible; skipping
+# them is instant-ngp's early ray termination
+TRANSMITTANCE_EPSILON = 1e-4
+
+
+@dataclass
+class RenderOutput:
+    rgb: Tensor  # [..., 3]
+    alpha: Tensor  # [...]
+    depth: Tensor  # [...] expected depth of the visible surface (ray distance)
+    samples: int = 0  # field evaluations that carried gradient
+
+
+# (points [M, 3], directions [M, 3]) -> (log_density [M], rgb [M, 3])
+RadianceFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+LogDensityFn = Callable[[Tensor], Tensor]
+
+
+def ray_aabb(origins: Tensor, directions: Tensor, aabb: Tensor) -> tuple[Tensor, Tensor]:
+    """Entry and exit distances [R] of rays through a box (slab method); exit < entry means a miss."""
+    safe = torch.where(directions.abs() < 1e-9, torch.full_like(directions, 1e-9), directions)
+    t0, t1 = (aabb[0] - origins) / safe, (aabb[1] - origins) / safe
+    near = torch.minimum(t0, t1).amax(dim=-1).clamp(min=0)
+    far = torch.maximum(t0, t1).amin(dim=-1)
+    return near, far
+
+
+def sample_along_rays(origins: Tensor, directions: Tensor, grid: OccupancyGrid, step_size: float,
+                      jitter: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Evenly spaced samples through the box, masked by the occupancy grid.
+
+    Returns distances t [R, S], points [R, S, 3] and the mask of occupied samples [R, S].
+    """
+    near, far = ray_aabb(origins, directions, grid.aabb)
+    diagonal = float((grid.aabb[1] - grid.aabb[0]).norm())
+    count = max(int(diagonal / step_size) + 1, 1)
+    offsets = torch.arange(count, device=origins.device, dtype=origins.dtype)
+    offsets = offsets[None, :] + (0.5 if jitter is None else jitter[:, None])
+    t = near[:, None] + offsets * step_size  # [R, S]
+    points = origins[:, None, :] + t[..., None] * directions[:, None, :]  # [R, S, 3]
+    mask = (t < far[:, None]) & grid.is_occupied(points.reshape(-1, 3)).view(t.shape)
+    return t, points, mask
+
+
+def _transmittance(optical_depth: Tensor) -> Tensor:  # [R, S] -> light reaching each sample [R, S]
+    exclusive = torch.cumsum(optical_depth, dim=-1) - optical_depth
+    return torch.exp(-exclusive)
+
+
+def render_rays(radiance_fn: RadianceFn, log_density_fn: LogDensityFn, grid: OccupancyGrid, origins: Tensor,
+                directions: Tensor, background: Tensor, step_size: float, jitter: Tensor | None = None) -> RenderOutput:
+    """Composites rgb, alpha and depth [R] along rays over `background` [3] or [R, 3].
+
+    A first pass without gradient finds where each ray becomes opaque; only the samples
+    before that point are evaluated again with gradient.
+    """
+    t, points, mask = sample_along_rays(origins, directions, grid, step_size, jitter)
+    with torch.no_grad():
+        depth_probe = torch.zeros_like(t)
+        if mask.any():
+            depth_probe[mask] = density_from_log(log_density_fn(points[mask])) * step_size
+        mask = mask & (_transmittance(depth_probe) > TRANSMITTANCE_EPSILON)
+    ray_directions = directions[:, None, :].expand_as(points)
+    log_density, rgb = radiance_fn(points[mask], ray_directions[mask]) if mask.any() else (
+        t.new_zeros(0), t.new_zeros(0, 3))
+    optical_depth = torch.zeros_like(t).index_put((mask,), density_from_log(log_density) * step_size)
+    transmittance = _transmittance(optical_depth)
+    weights = transmittance * (1 - torch.exp(-optical_depth))  # [R, S]
+    colours = torch.zeros(*t.shape, 3, device=t.device, dtype=t.dtype).index_put((mask,), rgb)
+    alpha = weights.sum(dim=-1)
+    colour = (weights[..., None] * colours).sum(dim=-2) + (1 - alpha[..., None]) * background
+    depth = (weights * t).sum(dim=-1) / alpha.clamp(min=1e-6)
+    return RenderOutput(colour, alpha, depth, samples=int(mask.sum()))

@@ -1,0 +1,222 @@
+"""`fieldkit train`: fits a field to posed images, with resumable checkpoints.
+
+A run directory holds run.json (what was asked), checkpoint.safetensors (model + optimiser
+state, written atomically every few seconds), and at the end field.safetensors and
+metrics.json. Rerunning the same command in the same directory resumes.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from fieldkit.atomic import write_text
+from fieldkit.data import Dataset, load_dataset
+from fieldkit.errors import FieldkitError
+from fieldkit.fields import make_config, make_field
+from fieldkit.io import load_model_tensors, model_tensors, read_tensors, save_field, write_tensors, field_header
+from fieldkit.metrics import mse_to_psnr, psnr, ssim
+from fieldkit.progress import progress_bar
+from fieldkit.radiance import RadianceField
+from fieldkit.render.occupancy import OccupancyGrid
+
+ASSET_NAME = "field.safetensors"
+CHECKPOINT_NAME = "checkpoint.safetensors"
+RUN_NAME = "run.json"
+METRICS_NAME = "metrics.json"
+
+# steps at which each architecture meets its quality target on the default scene on a 2-core CPU
+DEFAULT_STEPS = {"hashgrid": 1500, "mlp": 3000, "tensorf-vm": 1500, "tensorf-cp": 2000, "voxels": 1500}
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 0
+    """optimisation steps (0: the architecture's default)"""
+    batch_rays: int = 4096
+    """rays per step"""
+    samples_per_diagonal: int = 256
+    """ray-marching steps across the bounding-box diagonal"""
+    occupancy_resolution: int = 64
+    """cells per axis of the occupancy grid"""
+    occupancy_every: int = 16
+    """steps between occupancy-grid updates"""
+    eval_every: int = 500
+    """steps between test-PSNR reports (on a few test views)"""
+    checkpoint_seconds: float = 30.0
+    """seconds between checkpoints"""
+    final_lr_fraction: float = 0.1
+    """learning rate at the last step, as a fraction of the first"""
+    downscale: float = 1.0
+    """divide image resolution by this"""
+    seed: int = 0
+    """random seed"""
+    preset: str = "cpu"
+    """architecture preset: cpu or gpu"""
+
+
+class RunDirectory:
+    """The files of one training run and the rule that a directory holds one run only."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def claim(self, request: dict) -> bool:
+        """Records the request, or checks it matches the recorded one. True when resuming."""
+        run_file = self.file(RUN_NAME)
+        if run_file.exists():
+            try:
+                recorded = json.loads(run_file.read_text())
+            except json.JSONDecodeError:
+                raise FieldkitError(f"{run_file} is corrupt; remove {self.path} or choose another --out") from None
+            if recorded != request:
+                changed = sorted(key for key in set(recorded) | set(request) if recorded.get(key) != request.get(key))
+                raise FieldkitError(f"{self.path} holds another run (different {', '.join(changed)}); "
+                                    "choose another --out or rerun that run's command")
+            return True
+        if self.path.exists() and any(self.path.iterdir()):
+            raise FieldkitError(f"{self.path} is not empty and holds no fieldkit run; choose another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_text(run_file, json.dumps(request, indent=2))
+        return False
+
+
+def _learning_rate_factor(step: int, steps: int, final_fraction: float) -> float:
+    return final_fraction ** (step / max(steps, 1))
+
+
+def evaluate(model: RadianceField, dataset: Dataset, views: list[int] | None = None) -> dict:
+    """Mean per-image PSNR and SSIM over test views (the NeRF convention)."""
+    views = list(range(len(dataset))) if views is None else views
+    model.eval()
+    psnrs, ssims = [], []
+    for index in views:
+        image = model.render(dataset.cameras[index]).rgb[0].clamp(0, 1)
+        psnrs.append(psnr(image, dataset.images[index]))
+        ssims.append(ssim(image, dataset.images[index]))
+    model.train()
+    return {"psnr": sum(psnrs) / len(psnrs), "ssim": sum(ssims) / len(ssims)}
+
+
+class Trainer:
+    def __init__(self, source: str, architecture: str, out: str | Path, config: TrainConfig,
+                 field_overrides: dict | None = None):
+        self.config = config
+        self.steps = config.steps or DEFAULT_STEPS[architecture]
+        self.run = RunDirectory(out)
+        field_config = make_config(architecture, config.preset, field_overrides)
+        self.train_set = load_dataset(source, "train", downscale=config.downscale)
+        self.test_set = load_dataset(source, "test", downscale=config.downscale)
+        request = {"source": str(source), "architecture": architecture, "field_config": asdict(field_config),
+                   "train_config": asdict(config)}
+        self.resuming = self.run.claim(request)
+        aabb = self.train_set.aabb
+        step_size = float((aabb[1] - aabb[0]).norm()) / config.samples_per_diagonal
+        torch.manual_seed(config.seed)  # parameter initialisation
+        self.model = RadianceField(make_field(architecture, aabb, field_config),
+                                   OccupancyGrid(aabb, config.occupancy_resolution), step_size,
+                                   self.train_set.background)
+        self.model.dataset = {"name": self.train_set.name, "source": self.train_set.source,
+                              "train_views": len(self.train_set), "test_views": len(self.test_set)}
+        self.optimizer = torch.optim.Adam(self.model.field.optimizer_groups(), eps=1e-15)
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.step, self.seconds = 0, 0.0
+        self.rgb, self.camera_index, self.pixel_x, self.pixel_y = self.train_set.pixels()
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        tensors = model_tensors(self.model)
+        for index, state in self.optimizer.state_dict()["state"].items():
+            tensors |= {f"optimizer.{index}.{key}": torch.as_tensor(value) for key, value in state.items()}
+        tensors["rng"] = self.generator.get_state()
+        header = field_header(self.model) | {"kind": "checkpoint", "step": self.step, "seconds": self.seconds}
+        write_tensors(self.run.file(CHECKPOINT_NAME), tensors, header)
+
+    def load_checkpoint(self) -> None:
+        path = self.run.file(CHECKPOINT_NAME)
+        if not path.exists():
+            return
+        tensors, header = read_tensors(path)
+        load_model_tensors(self.model, tensors, path)
+        state = self.optimizer.state_dict()
+        indices = {int(name.split(".")[1]) for name in tensors if name.startswith("optimizer.")}
+        state["state"] = {index: {name.split(".", 2)[2]: value for name, value in tensors.items()
+                                  if name.startswith(f"optimizer.{index}.")} for index in indices}
+        self.optimizer.load_state_dict(state)
+        self.generator.set_state(tensors["rng"])
+        self.step, self.seconds = header["step"], header["seconds"]
+
+    # -- optimisation --------------------------------------------------------------------
+    def train_step(self) -> float:
+        batch = torch.randint(0, self.rgb.shape[0], (self.config.batch_rays,), generator=self.generator)
+        origins, directions = self.train_set.cameras.generate_rays(
+            self.camera_index[batch], self.pixel_x[batch], self.pixel_y[batch])
+        jitter = torch.rand(batch.shape[0], generator=self.generator)
+        output = self.model.render_rays(origins, directions, jitter=jitter)
+        mse = (output.rgb - self.rgb[batch]).square().mean()
+        loss = mse + self.model.field.regularization()
+        if not torch.isfinite(loss):
+            raise FieldkitError(f"loss became {float(loss)} at step {self.step} (try a lower learning rate); "
+                                f"the last good checkpoint is kept in {self.run.path}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        factor = _learning_rate_factor(self.step, self.steps, self.config.final_lr_fraction)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
+        self.optimizer.step()
+        return float(mse)
+
+    def update_occupancy(self) -> None:
+        # every cell while the field takes shape, then a random quarter per update (instant-ngp)
+        fraction = 1.0 if self.step < 256 else 0.25
+        self.model.update_occupancy(fraction, self.generator)
+
+    def run_training(self, on_progress=None) -> dict:
+        if self.run.file(METRICS_NAME).exists() and self.run.file(ASSET_NAME).exists():
+            return json.loads(self.run.file(METRICS_NAME).read_text())
+        self.load_checkpoint()
+        self.model.train()
+        last_checkpoint = time.monotonic()
+        eval_views = list(range(0, len(self.test_set), max(len(self.test_set) // 4, 1)))[:4]
+        status = {"psnr_test": float("nan")}
+        with progress_bar(f"train {self.model.architecture}", self.steps, self.step) as advance:
+            try:
+                while self.step < self.steps:
+                    started = time.perf_counter()
+                    mse = self.train_step()
+                    self.step += 1
+                    if self.step % self.config.occupancy_every == 0:
+                        self.update_occupancy()
+                    self.seconds += time.perf_counter() - started
+                    if self.step % self.config.eval_every == 0:
+                        status["psnr_test"] = evaluate(self.model, self.test_set, eval_views)["psnr"]
+                    advance(loss=mse, psnr_train=mse_to_psnr(mse), **status)
+                    if on_progress is not None:
+                        on_progress(self.step, mse, self.seconds)
+                    if time.monotonic() - last_checkpoint > self.config.checkpoint_seconds:
+                        self.save_checkpoint()
+                        last_checkpoint = time.monotonic()
+            except KeyboardInterrupt:
+                self.save_checkpoint()
+                raise
+        return self.finish()
+
+    def finish(self) -> dict:
+        scores = evaluate(self.model, self.test_set)
+        metrics = {"psnr_test": scores["psnr"], "ssim_test": scores["ssim"], "seconds": self.seconds,
+                   "steps": self.step, "architecture": self.model.architecture,
+                   "parameters": sum(p.numel() for p in self.model.field.parameters()),
+                   "occupied_fraction": self.model.grid.occupied_fraction()}
+        self.model.metrics = metrics
+        save_field(self.model, self.run.file(ASSET_NAME))
+        write_text(self.run.file(METRICS_NAME), json.dumps(metrics, indent=2))
+        self.run.file(CHECKPOINT_NAME).unlink(missing_ok=True)
+        return metrics
+
