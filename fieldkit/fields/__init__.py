@@ -16,8 +16,8 @@ ARCHITECTURES: dict[str, type[Field]] = {
     "tensorf-cp": tensorf.TensoRFCPField,
     "voxels": voxels.VoxelField,
 }
-_PRESETS = {"mlp": mlp.PRESETS, "hashgrid": hashgrid.PRESETS, "tensorf-vm": tensorf.PRESETS,
-            "tensorf-cp": tensorf.PRESETS, "voxels": voxels.PRESETS}
+_PRESETS = {"mlp": mlp.PRESETS, "hashgrid": hashgrid.PRESETS, "tensorf-vm": tensorf.VM_PRESETS,
+            "tensorf-cp": tensorf.CP_PRESETS, "voxels": voxels.PRESETS}
 
 
 def field_class(architecture: str) -> type[Field]:

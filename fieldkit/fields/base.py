@@ -60,8 +60,9 @@ class Field(nn.Module):
         """Parameter groups with their learning rates (the architecture knows what trains well)."""
         return [{"params": list(self.parameters()), "lr": self.config.learning_rate}]
 
-    def regularization(self) -> Tensor:
-        """An architecture's own prior term (total variation etc.), zero by default."""
+    def regularization(self, generator: torch.Generator | None = None) -> Tensor:
+        """An architecture's own prior term (total variation etc.), zero by default; random
+        choices come from `generator`, so that a resumed run repeats them."""
         return self.aabb.new_zeros(())
 
     def config_dict(self) -> dict:

@@ -96,22 +96,27 @@ class HashEncoding(nn.Module):
         multipliers = torch.where(dense[:, None], strides, torch.tensor(_HASH_PRIMES)[None, :])
         self.register_buffer("resolution", resolution.float(), persistent=False)
         self.register_buffer("multipliers", multipliers.int(), persistent=False)  # [L, 3]
-        self.register_buffer("dense", dense, persistent=False)
+        # resolutions grow with the level, so the dense levels are the first ones
+        self.dense_levels = int(dense.sum())
         self.register_buffer("level_offsets", (torch.arange(levels) * self.table_size).int(), persistent=False)
         self.table = nn.Parameter(torch.empty(levels * self.table_size, features_per_level).uniform_(-1e-4, 1e-4))
         self.output_dim = levels * features_per_level
 
     def forward(self, x: Tensor) -> Tensor:  # [N, 3] in [0, 1] -> [N, L * F]
+        count, dense_levels = x.shape[0], self.dense_levels
         position = x[:, None, :] * self.resolution[None, :, None]  # [N, L, 3]
-        corner = position.floor()
+        # a coordinate of exactly 1 belongs to the last cell, not to one past the grid
+        corner = torch.minimum(position.floor(), self.resolution[None, :, None] - 1)
         fraction = position - corner
         # per axis, the two corner coordinates times that axis' multiplier: [N, L, 3, 2]
-        axis_terms = torch.stack([corner, corner + 1], dim=-1).int() * self.multipliers[None, :, :, None]
-        tx, ty, tz = axis_terms[:, :, 0, :, None, None], axis_terms[:, :, 1, None, :, None], axis_terms[:, :, 2, None, None, :]
-        index = torch.where(self.dense[None, :, None, None, None], tx + ty + tz, tx ^ ty ^ tz)  # [N, L, 2, 2, 2]
-        index = ((index & (self.table_size - 1)) + self.level_offsets[None, :, None, None, None]).reshape(
-            x.shape[0], self.levels, 8).long()
+        terms = torch.stack([corner, corner + 1], dim=-1).int() * self.multipliers[None, :, :, None]
+        dense, hashed = terms[:, :dense_levels], terms[:, dense_levels:]
+        dense_index = dense[:, :, 0, :, None, None] + dense[:, :, 1, None, :, None] + dense[:, :, 2, None, None, :]
+        hashed_index = (hashed[:, :, 0, :, None, None] ^ hashed[:, :, 1, None, :, None]
+                        ^ hashed[:, :, 2, None, None, :]) & (self.table_size - 1)
+        index = torch.cat([dense_index.reshape(count, dense_levels, 8), hashed_index.reshape(count, -1, 8)], dim=1)
+        index = (index + self.level_offsets[None, :, None]).long()  # [N, L, 8]
         axis_weights = torch.stack([1 - fraction, fraction], dim=-1)  # [N, L, 3, 2]
-        weights = (axis_weights[:, :, 0, :, None, None] * axis_weights[:, :, 1, None, :, None]
-                   * axis_weights[:, :, 2, None, None, :]).reshape(x.shape[0], self.levels, 8)
-        return _TableGather.apply(self.table, index, weights).reshape(x.shape[0], -1)
+        weights_xy = axis_weights[:, :, 0, :, None] * axis_weights[:, :, 1, None, :]  # [N, L, 2, 2]
+        weights = (weights_xy[..., None] * axis_weights[:, :, 2, None, None, :]).reshape(count, self.levels, 8)
+        return _TableGather.apply(self.table, index, weights).reshape(count, -1)

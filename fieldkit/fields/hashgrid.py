@@ -1,14 +1,18 @@
 """Instant-NGP: multiresolution hash grid + a small MLP to the geometry vector.
 
-The grid is vectorised torch; when tinycudann is importable and the field is on CUDA its
-fused encoding is used instead (same parameters layout is not shared, so assets record
-which backend trained them)."""
+The grid is vectorised torch. With backend "auto", tinycudann's fused encoding is used when
+it is importable and CUDA is available; the resolved backend is stored in the asset's
+config, because the two backends lay out their tables differently.
+"""
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
+from fieldkit.errors import FieldkitError
 from fieldkit.fields.base import GEOMETRY_FEATURES, GeometryVectorField, mlp
 from fieldkit.fields.encodings import HashEncoding
 
@@ -31,9 +35,41 @@ class HashGridConfig:
     """width of the colour head"""
     learning_rate: float = 1e-2
     """Adam learning rate"""
+    backend: str = "auto"
+    """hash-grid implementation: torch, tinycudann, or auto (tinycudann when importable with CUDA)"""
 
 
 PRESETS = {"cpu": HashGridConfig(), "gpu": HashGridConfig(log2_table_size=19, max_resolution=2048)}
+
+
+def resolve_backend(requested: str) -> str:
+    has_tcnn = importlib.util.find_spec("tinycudann") is not None and torch.cuda.is_available()
+    if requested == "auto":
+        return "tinycudann" if has_tcnn else "torch"
+    if requested == "tinycudann" and not has_tcnn:
+        raise FieldkitError("this hash grid needs tinycudann with CUDA (pip install it from its repository), "
+                            "or retrain with --set backend=torch")
+    if requested not in ("torch", "tinycudann"):
+        raise FieldkitError(f"unknown hash-grid backend '{requested}'; choose torch, tinycudann or auto")
+    return requested
+
+
+class _TinyCudaHashEncoding(nn.Module):
+    """tinycudann's fused hash encoding with the same hyper-parameters."""
+
+    def __init__(self, config: HashGridConfig):
+        super().__init__()
+        import tinycudann
+
+        growth = (config.max_resolution / config.base_resolution) ** (1 / max(config.levels - 1, 1))
+        self.encoding = tinycudann.Encoding(3, {
+            "otype": "HashGrid", "n_levels": config.levels, "n_features_per_level": config.features_per_level,
+            "log2_hashmap_size": config.log2_table_size, "base_resolution": config.base_resolution,
+            "per_level_scale": growth})
+        self.output_dim = config.levels * config.features_per_level
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.encoding(x).float()
 
 
 class HashGridField(GeometryVectorField):
@@ -41,9 +77,14 @@ class HashGridField(GeometryVectorField):
     config_class = HashGridConfig
 
     def __init__(self, config: HashGridConfig, aabb: Tensor):
+        backend = resolve_backend(config.backend)
+        config = HashGridConfig(**{**config.__dict__, "backend": backend})
         super().__init__(config, aabb)
-        self.grid = HashEncoding(config.levels, config.features_per_level, config.log2_table_size,
-                                 config.base_resolution, config.max_resolution)
+        if backend == "tinycudann":
+            self.grid = _TinyCudaHashEncoding(config)
+        else:
+            self.grid = HashEncoding(config.levels, config.features_per_level, config.log2_table_size,
+                                     config.base_resolution, config.max_resolution)
         self.geometry_mlp = mlp(self.grid.output_dim, config.hidden_width, 1, 1 + GEOMETRY_FEATURES)
 
     def encode(self, unit_points: Tensor) -> tuple[Tensor, Tensor]:

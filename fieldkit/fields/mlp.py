@@ -21,7 +21,7 @@ class MLPConfig:
     """hidden layers (NeRF uses 8)"""
     colour_width: int = 64
     """width of the colour head"""
-    learning_rate: float = 2e-3
+    learning_rate: float = 5e-3
     """Adam learning rate"""
 
 

@@ -33,13 +33,24 @@ class TensoRFConfig:
     """standard deviation of the initial tensor values"""
 
 
-PRESETS = {"cpu": TensoRFConfig(), "gpu": TensoRFConfig(resolution=300, components=48)}
+VM_PRESETS = {"cpu": TensoRFConfig(), "gpu": TensoRFConfig(resolution=300, components=48)}
+# a CP component is a product of three lines, so it starts larger and learns faster than a VM pair
+CP_PRESETS = {"cpu": TensoRFConfig(components=12, learning_rate=5e-2, init_scale=0.2),
+              "gpu": TensoRFConfig(resolution=300, components=48, learning_rate=5e-2, init_scale=0.2)}
 
 
 def _sample_lines(lines: Tensor, coordinates: Tensor) -> Tensor:
-    """Linear interpolation of lines [A, C, R] at coordinates [N, A] in [-1, 1] -> [A, C, N]."""
-    grid = torch.stack([torch.zeros_like(coordinates), coordinates], dim=-1).transpose(0, 1)[:, :, None, :]  # [A, N, 1, 2]
-    return F.grid_sample(lines[..., None], grid, mode="bilinear", align_corners=True)[..., 0]
+    """Linear interpolation of lines [A, C, R] at coordinates [N, A] in [-1, 1] -> [A, C, N].
+
+    Two gathers and a lerp: several times faster on CPU than grid_sample on 1-pixel-wide images.
+    """
+    size = lines.shape[-1]
+    position = ((coordinates + 1) * 0.5 * (size - 1)).T  # [A, N]
+    left = position.floor().clamp(0, size - 2)
+    weight = (position - left)[:, None, :]  # [A, 1, N]
+    index = left.long()[:, None, :].expand(-1, lines.shape[1], -1)  # [A, C, N]
+    low, high = lines.gather(2, index), lines.gather(2, index + 1)
+    return low + (high - low) * weight
 
 
 class _TensoRFField(GeometryVectorField):

@@ -16,13 +16,13 @@ from fieldkit.fields.encodings import spherical_harmonics
 
 @dataclass
 class VoxelConfig:
-    resolution: int = 128
+    resolution: int = 96
     """grid resolution per axis"""
     sh_degree: int = 2
     """spherical-harmonic bands of colour (1 = diffuse only, 3 = Plenoxels)"""
     initial_log_density: float = -1.0
     """log-density everywhere at the start"""
-    learning_rate: float = 5e-2
+    learning_rate: float = 1e-1
     """Adam learning rate"""
     tv_weight: float = 1e-4
     """total-variation weight on density and colour"""
@@ -59,10 +59,10 @@ class VoxelField(Field):
         rgb = torch.sigmoid((coefficients.view(-1, 3, basis.shape[1]) * basis[:, None, :]).sum(-1))
         return FieldOutput(log_density, rgb, {"sh": coefficients})
 
-    def regularization(self) -> Tensor:
+    def regularization(self, generator: torch.Generator | None = None) -> Tensor:
         """Total variation on a random subset of voxels (Plenoxels does the same for speed)."""
         size = self.config.resolution
-        index = torch.randint(0, size - 1, (3, self.config.tv_voxels), device=self.density.device)
+        index = torch.randint(0, size - 1, (3, self.config.tv_voxels), generator=generator).to(self.density.device)
         total = self.density.new_zeros(())
         for grid in (self.density, self.sh):
             values = grid[0][:, index[0], index[1], index[2]]

@@ -6,6 +6,7 @@ Dimension letters: R rays, S samples per ray, M kept samples.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -18,6 +19,10 @@ from fieldkit.render.occupancy import OccupancyGrid
 # samples whose transmittance has fallen below this contribute nothing visible; skipping
 # them is instant-ngp's early ray termination
 TRANSMITTANCE_EPSILON = 1e-4
+_OPAQUE_OPTICAL_DEPTH = -math.log(TRANSMITTANCE_EPSILON)
+# the no-gradient pass marches this many steps at a time, so rays that turned opaque in one
+# segment cost nothing in the next
+SEGMENT_STEPS = 24
 
 
 @dataclass
@@ -64,6 +69,26 @@ def _transmittance(optical_depth: Tensor) -> Tensor:  # [R, S] -> light reaching
     return torch.exp(-exclusive)
 
 
+@torch.no_grad()
+def visible_samples(log_density_fn: LogDensityFn, points: Tensor, mask: Tensor, step_size: float) -> Tensor:
+    """The samples of `mask` [R, S] that light still reaches (transmittance above epsilon).
+
+    Marches in segments; a ray that has become opaque is not evaluated further.
+    """
+    visible = torch.zeros_like(mask)
+    optical_depth = points.new_zeros(mask.shape[0])  # [R] accumulated so far
+    for start in range(0, mask.shape[1], SEGMENT_STEPS):
+        segment = mask[:, start:start + SEGMENT_STEPS] & (optical_depth < _OPAQUE_OPTICAL_DEPTH)[:, None]
+        if not segment.any():
+            continue
+        depth = torch.zeros(segment.shape, device=points.device, dtype=points.dtype)
+        depth[segment] = density_from_log(log_density_fn(points[:, start:start + SEGMENT_STEPS][segment])) * step_size
+        transmittance = torch.exp(-(optical_depth[:, None] + torch.cumsum(depth, dim=-1) - depth))
+        visible[:, start:start + SEGMENT_STEPS] = segment & (transmittance > TRANSMITTANCE_EPSILON)
+        optical_depth += depth.sum(dim=-1)
+    return visible
+
+
 def render_rays(radiance_fn: RadianceFn, log_density_fn: LogDensityFn, grid: OccupancyGrid, origins: Tensor,
                 directions: Tensor, background: Tensor, step_size: float, jitter: Tensor | None = None) -> RenderOutput:
     """Composites rgb, alpha and depth [R] along rays over `background` [3] or [R, 3].
@@ -72,11 +97,7 @@ def render_rays(radiance_fn: RadianceFn, log_density_fn: LogDensityFn, grid: Occ
     before that point are evaluated again with gradient.
     """
     t, points, mask = sample_along_rays(origins, directions, grid, step_size, jitter)
-    with torch.no_grad():
-        depth_probe = torch.zeros_like(t)
-        if mask.any():
-            depth_probe[mask] = density_from_log(log_density_fn(points[mask])) * step_size
-        mask = mask & (_transmittance(depth_probe) > TRANSMITTANCE_EPSILON)
+    mask = visible_samples(log_density_fn, points, mask, step_size)
     ray_directions = directions[:, None, :].expand_as(points)
     log_density, rgb = radiance_fn(points[mask], ray_directions[mask]) if mask.any() else (
         t.new_zeros(0), t.new_zeros(0, 3))

@@ -1,0 +1,76 @@
+"""Time-to-PSNR and final test PSNR of every field architecture on the built-in scenes.
+
+    python bench/train.py [--scenes tabletop ...] [--archs hashgrid ...] [--out bench/results/train.json]
+
+Each run uses `fieldkit train`'s defaults; test PSNR is probed on 4 test views every
+`--eval-every` steps to find when 25 and 28 dB are first reached (optimisation seconds,
+evaluation excluded). Prints a table and writes JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import tempfile
+from pathlib import Path
+
+import torch
+
+from fieldkit.atomic import write_text
+from fieldkit.fields import ARCHITECTURES
+from fieldkit.scenes import DEFAULT_SCENE, names
+from fieldkit.train import TrainConfig, Trainer
+
+TARGETS = (25.0, 28.0)
+
+
+def first_time_reaching(history: list[tuple[int, float, float]], target: float) -> float:
+    return next((seconds for _, seconds, psnr in history if psnr >= target), math.inf)
+
+
+def run_one(scene: str, architecture: str, eval_every: int) -> dict:
+    history: list[tuple[int, float, float]] = []
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(scene, architecture, out, TrainConfig(eval_every=eval_every))
+        metrics = trainer.run_training(on_eval=lambda step, seconds, psnr: history.append((step, seconds, psnr)))
+    row = {"scene": scene, "architecture": architecture, "steps": metrics["steps"], "seconds": metrics["seconds"],
+           "psnr_test": metrics["psnr_test"], "ssim_test": metrics["ssim_test"], "parameters": metrics["parameters"],
+           "history": history}
+    row |= {f"seconds_to_{target:g}dB": first_time_reaching(history, target) for target in TARGETS}
+    return row
+
+
+def print_table(rows: list[dict]) -> None:
+    header = f"{'scene':<10} {'architecture':<12} {'steps':>6} {'seconds':>8} {'PSNR':>6} {'SSIM':>6}" + "".join(
+        f" {'t@' + format(target, 'g') + 'dB':>8}" for target in TARGETS)
+    print(header)
+    for row in rows:
+        times = "".join(f" {row[f'seconds_to_{target:g}dB']:>8.0f}" for target in TARGETS)
+        print(f"{row['scene']:<10} {row['architecture']:<12} {row['steps']:>6} {row['seconds']:>8.0f} "
+              f"{row['psnr_test']:>6.2f} {row['ssim_test']:>6.3f}{times}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenes", nargs="+", default=[DEFAULT_SCENE], help=f"any of {names()} or 'all'")
+    parser.add_argument("--archs", nargs="+", default=list(ARCHITECTURES))
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--out", default="bench/results/train.json")
+    args = parser.parse_args()
+    scenes = names() if args.scenes == ["all"] else args.scenes
+    rows = []
+    for scene in scenes:
+        for architecture in args.archs:
+            rows.append(run_one(scene, architecture, args.eval_every))
+            print_table(rows[-1:])
+    print()
+    print_table(rows)
+    machine = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+               "torch": torch.__version__}
+    write_text(args.out, json.dumps({"machine": machine, "runs": rows}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
