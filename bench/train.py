@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import tempfile
 from pathlib import Path
@@ -25,8 +24,9 @@ from fieldkit.train import TrainConfig, Trainer
 TARGETS = (25.0, 28.0)
 
 
-def first_time_reaching(history: list[tuple[int, float, float]], target: float) -> float:
-    return next((seconds for _, seconds, psnr in history if psnr >= target), math.inf)
+def first_time_reaching(history: list[tuple[int, float, float]], target: float) -> float | None:
+    """Optimisation seconds at the first probe at or above `target`; None if never reached."""
+    return next((seconds for _, seconds, psnr in history if psnr >= target), None)
 
 
 def run_one(scene: str, architecture: str, eval_every: int) -> dict:
@@ -41,12 +41,24 @@ def run_one(scene: str, architecture: str, eval_every: int) -> dict:
     return row
 
 
+def merged_runs(path: Path, rows: list[dict]) -> list[dict]:
+    """Earlier results in `path` with this run's rows replacing those of the same scene and
+    architecture, so that architectures can be benchmarked one at a time."""
+    fresh = {(row["scene"], row["architecture"]) for row in rows}
+    earlier = json.loads(path.read_text())["runs"] if path.exists() else []
+    return [row for row in earlier if (row["scene"], row["architecture"]) not in fresh] + rows
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
 def print_table(rows: list[dict]) -> None:
     header = f"{'scene':<10} {'architecture':<12} {'steps':>6} {'seconds':>8} {'PSNR':>6} {'SSIM':>6}" + "".join(
         f" {'t@' + format(target, 'g') + 'dB':>8}" for target in TARGETS)
     print(header)
     for row in rows:
-        times = "".join(f" {row[f'seconds_to_{target:g}dB']:>8.0f}" for target in TARGETS)
+        times = "".join(f" {_seconds(row[f'seconds_to_{target:g}dB']):>8}" for target in TARGETS)
         print(f"{row['scene']:<10} {row['architecture']:<12} {row['steps']:>6} {row['seconds']:>8.0f} "
               f"{row['psnr_test']:>6.2f} {row['ssim_test']:>6.3f}{times}")
 
@@ -68,7 +80,7 @@ def main() -> None:
     print_table(rows)
     machine = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                "torch": torch.__version__}
-    write_text(args.out, json.dumps({"machine": machine, "runs": rows}, indent=2))
+    write_text(args.out, json.dumps({"machine": machine, "runs": merged_runs(Path(args.out), rows)}, indent=2))
     print(f"wrote {args.out}")
 
 

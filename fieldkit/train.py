@@ -189,7 +189,7 @@ class Trainer:
         self.model.train()
         last_checkpoint = time.monotonic()
         eval_views = list(range(0, len(self.test_set), max(len(self.test_set) // 4, 1)))[:4]
-        status = {"psnr_test": float("nan")}
+        status = {"psnr_test": float("nan"), "ssim_test": float("nan")}
         with progress_bar(f"train {self.model.architecture}", self.steps, self.step) as advance:
             try:
                 while self.step < self.steps:
@@ -200,7 +200,8 @@ class Trainer:
                         self.update_occupancy()
                     self.seconds += time.perf_counter() - started
                     if self.step % self.config.eval_every == 0:
-                        status["psnr_test"] = evaluate(self.model, self.test_set, eval_views)["psnr"]
+                        scores = evaluate(self.model, self.test_set, eval_views)
+                        status |= {"psnr_test": scores["psnr"], "ssim_test": scores["ssim"]}
                         if on_eval is not None:
                             on_eval(self.step, self.seconds, status["psnr_test"])
                     advance(loss=mse, psnr_train=mse_to_psnr(mse), **status)
