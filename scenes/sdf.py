@@ -78,24 +78,22 @@ def torus(center: Vector, major_radius: float, minor_radius: float) -> SDF:
     return distance
 
 
-def union(*shapes: SDF) -> SDF:
+def _combine(reduce: Callable[[Tensor, Tensor], Tensor], shapes: tuple[SDF, ...]) -> SDF:
     def distance(points: Tensor) -> Tensor:
         result = shapes[0](points)
         for shape in shapes[1:]:
-            result = torch.minimum(result, shape(points))
+            result = reduce(result, shape(points))
         return result
 
     return distance
+
+
+def union(*shapes: SDF) -> SDF:
+    return _combine(torch.minimum, shapes)
 
 
 def intersection(*shapes: SDF) -> SDF:
-    def distance(points: Tensor) -> Tensor:
-        result = shapes[0](points)
-        for shape in shapes[1:]:
-            result = torch.maximum(result, shape(points))
-        return result
-
-    return distance
+    return _combine(torch.maximum, shapes)
 
 
 def below(height: float) -> SDF:
