@@ -8,6 +8,12 @@ import tempfile
 from pathlib import Path
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yields a temporary path in the target's directory; renames it onto `path` on success."""
@@ -17,6 +23,9 @@ def atomic_path(path: str | os.PathLike):
     os.close(handle)
     try:
         yield Path(temporary)
+        # mkstemp makes owner-only files, and writers may replace the file we made: set the
+        # permissions any new file would get just before the rename
+        os.chmod(temporary, 0o666 & ~_current_umask())
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

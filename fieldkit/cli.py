@@ -81,8 +81,11 @@ def cmd_render(args) -> int:
 
 
 def cmd_info(args) -> int:
+    from fieldkit.gaussians import is_splat_file
     from fieldkit.io import read_tensors
 
+    if is_splat_file(args.asset):
+        return _splats_info(args)
     _, header = read_tensors(args.asset)
     if args.json:
         print(json.dumps(header, indent=2))
@@ -96,6 +99,19 @@ def cmd_info(args) -> int:
     for name, value in header.get("metrics", {}).items():
         lines.append(f"{name:<13} {value:.4g}" if isinstance(value, float) else f"{name:<13} {value}")
     print("\n".join(lines))
+    return 0
+
+
+def _splats_info(args) -> int:
+    from fieldkit.gaussians import load_splats
+
+    summary = load_splats(args.asset).summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    bounds = summary["bounds"]
+    print("\n".join([f"kind          {summary['kind']}", f"splats        {summary['count']:,}",
+                      f"sh degree     {summary['sh_degree']}", f"bounds        {bounds[0]} .. {bounds[1]}"]))
     return 0
 
 

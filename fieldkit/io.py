@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 from fieldkit.atomic import atomic_path
 from fieldkit.errors import FieldkitError
 from fieldkit.fields import field_class
+from fieldkit.gaussians import Splats, is_splat_file, load_splats
 from fieldkit.radiance import RadianceField
 from fieldkit.render.occupancy import OccupancyGrid
 
@@ -101,8 +102,10 @@ def load_model_tensors(model: RadianceField, tensors: dict[str, torch.Tensor], p
         raise FieldkitError(f"{path} does not match its own header: {str(error).splitlines()[0]}") from None
 
 
-def load(path: str | Path) -> RadianceField:
-    """Loads any fieldkit asset into an object with `render(cameras)`."""
+def load(path: str | Path) -> RadianceField | Splats:
+    """Loads any fieldkit asset, or a 3DGS `.ply` / web `.splat`, into an object with `render(cameras)`."""
+    if is_splat_file(path):
+        return load_splats(path)
     tensors, header = read_tensors(path)
     kind = header.get("kind")
     if kind != "field":

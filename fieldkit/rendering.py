@@ -15,6 +15,7 @@ from fieldkit.progress import progress_bar
 ORBIT_FOV = 0.6911112070083618  # NeRF-Synthetic's horizontal field of view
 
 
+@torch.no_grad()  # splats render differentiably; images for files need no graph
 def render_each(model, cameras: Cameras, names: list[str], out: str | Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

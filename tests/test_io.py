@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import random
 import struct
@@ -202,3 +203,14 @@ def test_a_failed_overwrite_keeps_the_old_asset(small_fields, tmp_path, monkeypa
     assert path.read_bytes() == before
     assert [entry.name for entry in tmp_path.iterdir()] == ["asset.safetensors"]
     assert fieldkit.load(path).metrics["steps"] == 7
+
+
+def test_written_assets_get_the_permissions_of_any_new_file(small_fields, tmp_path):
+    """The temporary file behind an atomic write is owner-only; the asset must not stay so."""
+    previous = os.umask(0o022)
+    try:
+        path = tmp_path / "shared.safetensors"
+        save_field(random_model("voxels", small_fields["voxels"]), path)
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o644
