@@ -8,6 +8,7 @@ import dataclasses
 import inspect
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from fieldkit.errors import FieldkitError
@@ -55,14 +56,34 @@ def _parse_overrides(pairs: list[str]) -> dict:
 # -- verbs ---------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
-    from fieldkit.train import ASSET_NAME, TrainConfig, Trainer
+    from fieldkit.train import TrainConfig, make_trainer
 
-    trainer = Trainer(args.source, args.arch, args.out, dataclass_from_args(TrainConfig, args), _parse_overrides(args.set))
+    trainer = make_trainer(args.source, args.arch, args.out, dataclass_from_args(TrainConfig, args),
+                           _parse_overrides(args.set))
     if trainer.resuming:
         print(f"resuming the run in {args.out}", file=sys.stderr)
     metrics = trainer.run_training()
     print(f"test PSNR {metrics['psnr_test']:.2f} dB, SSIM {metrics['ssim_test']:.3f} "
           f"after {metrics['steps']} steps in {metrics['seconds']:.0f} s")
+    print(f"wrote {Path(args.out) / trainer.asset_name} and {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from fieldkit.distill import ConvertConfig, Converter
+    from fieldkit.train import ASSET_NAME
+
+    def log(line: str) -> None:
+        print(f"fieldkit: {line}", file=sys.stderr)
+
+    converter = Converter(args.teacher, args.to, args.out, dataclass_from_args(ConvertConfig, args),
+                          _parse_overrides(args.set), log=log)
+    if converter.resuming:
+        log(f"resuming the run in {args.out}")
+    metrics = converter.run_conversion()
+    test = f", test PSNR {metrics['psnr_test']:.2f} dB" if "psnr_test" in metrics else ""
+    print(f"PSNR vs teacher {metrics['psnr_vs_teacher']:.2f} dB{test} after {metrics['steps']} steps "
+          f"in {metrics['seconds']:.0f} s")
     print(f"wrote {Path(args.out) / ASSET_NAME} and {Path(args.out) / 'metrics.json'}")
     return 0
 
@@ -97,6 +118,8 @@ def cmd_info(args) -> int:
     if header.get("dataset"):
         lines.append(f"dataset       {header['dataset'].get('name')} ({header['dataset'].get('source')})")
     for name, value in header.get("metrics", {}).items():
+        if name in ("architecture", "parameters"):  # already shown above
+            continue
         lines.append(f"{name:<13} {value:.4g}" if isinstance(value, float) else f"{name:<13} {value}")
     print("\n".join(lines))
     return 0
@@ -131,6 +154,7 @@ def cmd_scenes(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fieldkit.distill import ConvertConfig
     from fieldkit.fields import ARCHITECTURES
     from fieldkit.train import TrainConfig
 
@@ -139,12 +163,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = verbs.add_parser("train", help="fit a field to posed images or a built-in scene")
     train.add_argument("source", help="dataset directory, transforms.json, or built-in scene name")
-    train.add_argument("--arch", default="hashgrid", help=f"one of: {', '.join(ARCHITECTURES)} (default: hashgrid)")
+    train.add_argument("--arch", default="hashgrid", help=f"one of: {', '.join(ARCHITECTURES)}, gaussians (default: hashgrid)")
     train.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
     train.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                        help="override one architecture setting, e.g. --set log2_table_size=19")
     add_dataclass_options(train, TrainConfig)
     train.set_defaults(run=cmd_train)
+
+    convert = verbs.add_parser("convert", help="distil a field into another architecture (PVD)")
+    convert.add_argument("teacher", help="the teacher's field asset (.safetensors)")
+    convert.add_argument("--to", required=True, help=f"student architecture, one of: {', '.join(ARCHITECTURES)}")
+    convert.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
+    convert.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                         help="override one student architecture setting, e.g. --set width=256")
+    # booleans become --no-... switches: argparse's bool("False") would be True
+    add_dataclass_options(convert, ConvertConfig, skip=("active", "inherit_colour_head"))
+    convert.add_argument("--no-active", dest="active", action="store_false",
+                         help="switch off active learning (the hard-ray replay)")
+    convert.add_argument("--no-inherit-colour-head", dest="inherit_colour_head", action="store_false",
+                         help="start the student's colour head from scratch")
+    convert.set_defaults(run=cmd_convert)
 
     render = verbs.add_parser("render", help="render an asset from cameras or on a turntable")
     render.add_argument("asset")
@@ -172,15 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings meant for the user (NaN splats dropped, ...) as one line, without source locations."""
+    print(f"fieldkit: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _one_line_warning
     try:
         return args.run(args)
     except FieldkitError as error:
         print(f"fieldkit: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("fieldkit: interrupted; progress is checkpointed, rerun the same command to resume", file=sys.stderr)
+        print("fieldkit: interrupted; no half-written file was left (train and convert: rerun the same command to resume)",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -108,6 +108,10 @@ def load(path: str | Path) -> RadianceField | Splats:
         return load_splats(path)
     tensors, header = read_tensors(path)
     kind = header.get("kind")
+    if kind == Splats.kind:
+        from fieldkit.gaussians.asset import splats_from_tensors  # it imports this module: import it late
+
+        return splats_from_tensors(tensors, header, path).eval()
     if kind != "field":
         raise FieldkitError(f"{path} holds a '{kind}' asset, which this fieldkit cannot load")
     try:

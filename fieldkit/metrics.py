@@ -18,6 +18,11 @@ def psnr(image: Tensor, reference: Tensor) -> float:
 
 def ssim(image: Tensor, reference: Tensor, window: int = 11, sigma: float = 1.5) -> float:
     """Mean SSIM of two images [H, W, 3] in [0, 1] (valid region, as in skimage/TensoRF)."""
+    return float(structural_similarity(image, reference, window, sigma))
+
+
+def structural_similarity(image: Tensor, reference: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
+    """`ssim` as a differentiable scalar tensor, for losses (3DGS trains on 1 - SSIM)."""
     coordinates = torch.arange(window, dtype=image.dtype, device=image.device) - (window - 1) / 2
     gauss = torch.exp(-coordinates.square() / (2 * sigma * sigma))
     gauss = gauss / gauss.sum()
@@ -34,4 +39,4 @@ def ssim(image: Tensor, reference: Tensor, window: int = 11, sigma: float = 1.5)
     c1, c2 = 0.01**2, 0.03**2
     numerator = (2 * mu_x * mu_y + c1) * (2 * covariance + c2)
     denominator = (mu_x.square() + mu_y.square() + c1) * (var_x + var_y + c2)
-    return float((numerator / denominator).mean())
+    return (numerator / denominator).mean()

@@ -17,7 +17,7 @@ def _format(fields: dict) -> str:
 @contextlib.contextmanager
 def progress_bar(description: str, total: int, completed: int = 0):
     """Yields `advance(**fields)`, to call once per unit of work with figures to show."""
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     if console.is_terminal:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TimeRemainingColumn(), TextColumn("{task.fields[status]}"))

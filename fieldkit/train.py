@@ -93,6 +93,7 @@ def _learning_rate_factor(step: int, steps: int, final_fraction: float) -> float
     return final_fraction ** (step / max(steps, 1))
 
 
+@torch.no_grad()
 def evaluate(model: RadianceField, dataset: Dataset, views: list[int] | None = None) -> dict:
     """Mean per-image PSNR and SSIM over test views (the NeRF convention)."""
     views = list(range(len(dataset))) if views is None else views
@@ -106,7 +107,53 @@ def evaluate(model: RadianceField, dataset: Dataset, views: list[int] | None = N
     return {"psnr": sum(psnrs) / len(psnrs), "ssim": sum(ssims) / len(ssims)}
 
 
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """The optimiser's per-parameter state as flat checkpoint tensors (optimizer.INDEX.KEY)."""
+    return {f"optimizer.{index}.{key}": torch.as_tensor(value)
+            for index, state in optimizer.state_dict()["state"].items() for key, value in state.items()}
+
+
+def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    """Restores the state that `optimizer_tensors` wrote; other tensors are ignored."""
+    state = optimizer.state_dict()
+    indices = {int(name.split(".")[1]) for name in tensors if name.startswith("optimizer.")}
+    state["state"] = {index: {name.split(".", 2)[2]: value for name, value in tensors.items()
+                              if name.startswith(f"optimizer.{index}.")} for index in indices}
+    optimizer.load_state_dict(state)
+
+
+def write_checkpoint(path: Path, model: RadianceField, optimizer: torch.optim.Optimizer,
+                     generator: torch.Generator, step: int, seconds: float) -> None:
+    """Model, optimiser state and random state, written atomically: what a resumed run needs."""
+    tensors = model_tensors(model) | optimizer_tensors(optimizer)
+    tensors["rng"] = generator.get_state()
+    header = field_header(model) | {"kind": "checkpoint", "step": step, "seconds": seconds}
+    write_tensors(path, tensors, header)
+
+
+def read_checkpoint(path: Path, model: RadianceField, optimizer: torch.optim.Optimizer,
+                    generator: torch.Generator) -> tuple[int, float]:
+    """Restores what `write_checkpoint` wrote -> (step, seconds)."""
+    tensors, header = read_tensors(path)
+    load_model_tensors(model, tensors, path)
+    load_optimizer_tensors(optimizer, tensors)
+    generator.set_state(tensors["rng"])
+    return header["step"], header["seconds"]
+
+
+def make_trainer(source: str, architecture: str, out: str | Path, config: TrainConfig,
+                 overrides: dict | None = None) -> "Trainer":
+    """The trainer for an architecture: splats have their own, every field shares `Trainer`."""
+    if architecture == "gaussians":
+        from fieldkit.gaussians.trainer import SplatTrainer  # it imports this module: import it late
+
+        return SplatTrainer(source, out, config, overrides)
+    return Trainer(source, architecture, out, config, overrides)
+
+
 class Trainer:
+    asset_name = ASSET_NAME
+
     def __init__(self, source: str, architecture: str, out: str | Path, config: TrainConfig,
                  field_overrides: dict | None = None):
         self.config = config
@@ -135,26 +182,13 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        tensors = model_tensors(self.model)
-        for index, state in self.optimizer.state_dict()["state"].items():
-            tensors |= {f"optimizer.{index}.{key}": torch.as_tensor(value) for key, value in state.items()}
-        tensors["rng"] = self.generator.get_state()
-        header = field_header(self.model) | {"kind": "checkpoint", "step": self.step, "seconds": self.seconds}
-        write_tensors(self.run.file(CHECKPOINT_NAME), tensors, header)
+        write_checkpoint(self.run.file(CHECKPOINT_NAME), self.model, self.optimizer, self.generator,
+                         self.step, self.seconds)
 
     def load_checkpoint(self) -> None:
         path = self.run.file(CHECKPOINT_NAME)
-        if not path.exists():
-            return
-        tensors, header = read_tensors(path)
-        load_model_tensors(self.model, tensors, path)
-        state = self.optimizer.state_dict()
-        indices = {int(name.split(".")[1]) for name in tensors if name.startswith("optimizer.")}
-        state["state"] = {index: {name.split(".", 2)[2]: value for name, value in tensors.items()
-                                  if name.startswith(f"optimizer.{index}.")} for index in indices}
-        self.optimizer.load_state_dict(state)
-        self.generator.set_state(tensors["rng"])
-        self.step, self.seconds = header["step"], header["seconds"]
+        if path.exists():
+            self.step, self.seconds = read_checkpoint(path, self.model, self.optimizer, self.generator)
 
     # -- optimisation --------------------------------------------------------------------
     def train_step(self) -> float:
@@ -176,6 +210,11 @@ class Trainer:
         self.optimizer.step()
         return mse.item()
 
+    def after_step(self) -> None:
+        """Work between optimisation steps, once `self.step` has advanced."""
+        if self.step % self.config.occupancy_every == 0:
+            self.update_occupancy()
+
     def update_occupancy(self) -> None:
         # every cell while the field takes shape, then a random quarter per update (instant-ngp)
         fraction = 1.0 if self.step < 256 else 0.25
@@ -183,7 +222,7 @@ class Trainer:
 
     def run_training(self, on_eval=None) -> dict:
         """Trains to the last step; `on_eval(step, seconds, psnr)` sees every periodic test score."""
-        if self.run.file(METRICS_NAME).exists() and self.run.file(ASSET_NAME).exists():
+        if self.run.file(METRICS_NAME).exists() and self.run.file(self.asset_name).exists():
             return json.loads(self.run.file(METRICS_NAME).read_text())
         self.load_checkpoint()
         self.model.train()
@@ -196,8 +235,7 @@ class Trainer:
                     started = time.perf_counter()
                     mse = self.train_step()
                     self.step += 1
-                    if self.step % self.config.occupancy_every == 0:
-                        self.update_occupancy()
+                    self.after_step()
                     self.seconds += time.perf_counter() - started
                     if self.step % self.config.eval_every == 0:
                         scores = evaluate(self.model, self.test_set, eval_views)

@@ -19,6 +19,8 @@ from fieldkit.render.splats import SplatRenderOutput, rasterize
 
 SH_C0 = 0.28209479177387814  # the constant degree-0 SH basis function
 MAX_SH_DEGREE = 3
+# every per-splat parameter, in the order optimisers and files list them
+PARAMETER_NAMES = ("means", "log_scales", "quaternions", "opacity_logits", "sh_dc", "sh_rest")
 
 
 def sh_degree_for(rest_coefficients: int) -> int | None:
@@ -41,6 +43,7 @@ class Splats(nn.Module):
     """N anisotropic 3D Gaussians with view-dependent colour; `render(cameras)` rasterizes them."""
 
     kind = "splats"
+    architecture = "gaussians"  # the name `fieldkit train --arch` knows splats by
 
     def __init__(self, means: Tensor, log_scales: Tensor, quaternions: Tensor, opacity_logits: Tensor,
                  sh_dc: Tensor, sh_rest: Tensor | None = None, background=(1.0, 1.0, 1.0)):
@@ -62,6 +65,8 @@ class Splats(nn.Module):
         self.sh_degree = sh_degree_for(sh_rest.shape[1])
         self.active_sh_degree = self.sh_degree  # training raises it band by band, as 3DGS does
         self.register_buffer("background", torch.as_tensor(background, dtype=torch.float32).reshape(3).clone())
+        self.metrics: dict = {}
+        self.dataset: dict = {}
 
     def __len__(self) -> int:
         return self.means.shape[0]

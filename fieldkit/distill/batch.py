@@ -1,0 +1,51 @@
+"""One batch of rays through teacher and student, at the very same samples."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from fieldkit.distill.stages import feature_loss, log_density_error, point_loss
+from fieldkit.fields import FieldOutput
+from fieldkit.radiance import RadianceField
+from fieldkit.render.volume import render_rays
+
+
+@dataclass
+class BatchLosses:
+    feature: Tensor  # [] intermediate stages
+    point: Tensor  # [] log-density and colour per point
+    pixel: Tensor  # [] volume-rendered colour
+    log_density_error: float  # mean squared log-density difference, for display
+    ray_errors: Tensor  # [R] squared pixel error per ray, detached
+
+
+def _recording(model: RadianceField, record: dict, key: str):
+    """The model's radiance callback, keeping the full field output (stages included)."""
+    def radiance(points: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
+        output = model.field(points, directions)
+        record[key] = output
+        return output.log_density, output.rgb
+    return radiance
+
+
+def distill_rays(teacher: RadianceField, student: RadianceField, stages: list[str], origins: Tensor,
+                 directions: Tensor, jitter: Tensor, density_weight: float) -> BatchLosses | None:
+    """Renders the rays with both fields -> the stage losses; None when no ray met anything.
+
+    Both renders take their samples from the teacher's grid and visibility, so the student
+    is queried at exactly the teacher's points, in the same order.
+    """
+    record: dict[str, FieldOutput] = {}
+    common = (teacher.field.log_density, teacher.grid, origins, directions, teacher.background,
+              teacher.step_size, jitter)
+    with torch.no_grad():
+        target = render_rays(_recording(teacher, record, "teacher"), *common)
+    if "teacher" not in record:
+        return None
+    output = render_rays(_recording(student, record, "student"), *common)
+    taught, learned = record["teacher"], record["student"]
+    ray_errors = (output.rgb - target.rgb).square().sum(dim=-1)  # [R]
+    return BatchLosses(feature_loss(taught, learned, stages), point_loss(taught, learned, density_weight),
+                       ray_errors.mean() / 3, float(log_density_error(taught, learned).detach()), ray_errors.detach())

@@ -1,0 +1,45 @@
+"""The student: a new field of the target architecture that takes over the teacher's bounds,
+occupancy grid and render settings, and optionally its colour head."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from fieldkit.errors import FieldkitError
+from fieldkit.fields import make_field
+from fieldkit.fields.base import GeometryVectorField
+from fieldkit.io import load
+from fieldkit.radiance import RadianceField
+from fieldkit.render.occupancy import OccupancyGrid
+
+
+def load_teacher(path: str | Path) -> RadianceField:
+    model = load(path)
+    if not isinstance(model, RadianceField):
+        raise FieldkitError(f"{path} holds {model.kind}, not a field; convert needs a field asset as teacher")
+    return model.requires_grad_(False).eval()
+
+
+def copy_grid(grid: OccupancyGrid) -> OccupancyGrid:
+    copy = OccupancyGrid(grid.aabb, grid.resolution, grid.decay, grid.opacity_threshold)
+    copy.load_state_dict(grid.state_dict())
+    return copy
+
+
+def inherit_colour_head(teacher: RadianceField, student: RadianceField) -> bool:
+    """Copies the teacher's colour head into the student when both have one of the same shape."""
+    if not (isinstance(teacher.field, GeometryVectorField) and isinstance(student.field, GeometryVectorField)):
+        return False
+    source, target = teacher.field.colour_head.state_dict(), student.field.colour_head.state_dict()
+    if any(source[name].shape != target[name].shape for name in target):
+        return False
+    student.field.colour_head.load_state_dict(source)
+    return True
+
+
+def make_student(teacher: RadianceField, architecture: str, field_config) -> RadianceField:
+    field = make_field(architecture, teacher.aabb, field_config)
+    student = RadianceField(field, copy_grid(teacher.grid), teacher.step_size, teacher.background)
+    student.dataset = dict(teacher.dataset)
+    return student.to(torch.float32)
