@@ -151,9 +151,82 @@ def make_trainer(source: str, architecture: str, out: str | Path, config: TrainC
     return Trainer(source, architecture, out, config, overrides)
 
 
-class Trainer:
+class ResumableRun:
+    """What `train` and `convert` share: a run directory, an optimiser whose learning rate
+    decays over `steps`, a seeded generator, atomic checkpoints and the interruptible loop.
+
+    Subclasses set run, config (with checkpoint_seconds and final_lr_fraction), model,
+    optimizer, base_lrs, generator, steps, step and seconds, and implement `finish`.
+    """
+
     asset_name = ASSET_NAME
 
+    def finished_metrics(self) -> dict | None:
+        """The metrics of a run that already completed in this directory."""
+        if self.run.file(METRICS_NAME).exists() and self.run.file(self.asset_name).exists():
+            return json.loads(self.run.file(METRICS_NAME).read_text())
+        return None
+
+    def save_checkpoint(self) -> None:
+        write_checkpoint(self.run.file(CHECKPOINT_NAME), self.model, self.optimizer, self.generator,
+                         self.step, self.seconds)
+
+    def load_checkpoint(self) -> None:
+        path = self.run.file(CHECKPOINT_NAME)
+        if path.exists():
+            self.step, self.seconds = read_checkpoint(path, self.model, self.optimizer, self.generator)
+
+    def apply_gradients(self, loss: torch.Tensor, what: str = "loss") -> None:
+        """One optimiser step on `loss` at this step's learning rate; NaN stops the run."""
+        if not torch.isfinite(loss):
+            raise FieldkitError(f"{what} became {loss.item()} at step {self.step} (try a lower learning rate with "
+                                f"--set learning_rate=...); the last good checkpoint is kept in {self.run.path}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        factor = _learning_rate_factor(self.step, self.steps, self.config.final_lr_fraction)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
+        self.optimizer.step()
+
+    def after_step(self) -> None:
+        """Work between optimisation steps, once `self.step` has advanced (timed with the step)."""
+
+    def report(self) -> dict:
+        """Figures for the progress line after a step (not timed: evaluation goes here)."""
+        return {}
+
+    def optimise(self, description: str, step_fn) -> None:
+        """Calls `step_fn() -> figures` up to `self.steps`, checkpointing every few seconds and
+        on Ctrl-C."""
+        self.load_checkpoint()
+        self.model.train()
+        last_checkpoint = time.monotonic()
+        with progress_bar(description, self.steps, self.step) as advance:
+            try:
+                while self.step < self.steps:
+                    started = time.perf_counter()
+                    figures = step_fn()
+                    self.step += 1
+                    self.after_step()
+                    self.seconds += time.perf_counter() - started
+                    advance(**figures, **self.report())
+                    if time.monotonic() - last_checkpoint > self.config.checkpoint_seconds:
+                        self.save_checkpoint()
+                        last_checkpoint = time.monotonic()
+            except KeyboardInterrupt:
+                self.save_checkpoint()
+                raise
+
+    def write_results(self, metrics: dict) -> dict:
+        """The asset and metrics.json, then the checkpoint is no longer needed."""
+        self.model.metrics = metrics
+        save_field(self.model, self.run.file(self.asset_name))
+        write_text(self.run.file(METRICS_NAME), json.dumps(metrics, indent=2))
+        self.run.file(CHECKPOINT_NAME).unlink(missing_ok=True)
+        return metrics
+
+
+class Trainer(ResumableRun):
     def __init__(self, source: str, architecture: str, out: str | Path, config: TrainConfig,
                  field_overrides: dict | None = None):
         self.config = config
@@ -180,16 +253,6 @@ class Trainer:
         self.step, self.seconds = 0, 0.0
         self.rgb, self.camera_index, self.pixel_x, self.pixel_y = self.train_set.pixels()
 
-    # -- checkpoints ---------------------------------------------------------------------
-    def save_checkpoint(self) -> None:
-        write_checkpoint(self.run.file(CHECKPOINT_NAME), self.model, self.optimizer, self.generator,
-                         self.step, self.seconds)
-
-    def load_checkpoint(self) -> None:
-        path = self.run.file(CHECKPOINT_NAME)
-        if path.exists():
-            self.step, self.seconds = read_checkpoint(path, self.model, self.optimizer, self.generator)
-
     # -- optimisation --------------------------------------------------------------------
     def train_step(self) -> float:
         batch = torch.randint(0, self.rgb.shape[0], (self.config.batch_rays,), generator=self.generator)
@@ -198,20 +261,11 @@ class Trainer:
         jitter = torch.rand(batch.shape[0], generator=self.generator)
         output = self.model.render_rays(origins, directions, jitter=jitter)
         mse = (output.rgb - self.rgb[batch]).square().mean()
-        loss = mse + self.model.field.regularization(self.generator)
-        if not torch.isfinite(loss):
-            raise FieldkitError(f"loss became {loss.item()} at step {self.step} (try a lower learning rate); "
-                                f"the last good checkpoint is kept in {self.run.path}")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        factor = _learning_rate_factor(self.step, self.steps, self.config.final_lr_fraction)
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = base * factor
-        self.optimizer.step()
+        self.apply_gradients(mse + self.model.field.regularization(self.generator))
         return mse.item()
 
     def after_step(self) -> None:
-        """Work between optimisation steps, once `self.step` has advanced."""
+        """Occupancy-grid updates, every `occupancy_every` steps."""
         if self.step % self.config.occupancy_every == 0:
             self.update_occupancy()
 
@@ -222,34 +276,28 @@ class Trainer:
 
     def run_training(self, on_eval=None) -> dict:
         """Trains to the last step; `on_eval(step, seconds, psnr)` sees every periodic test score."""
-        if self.run.file(METRICS_NAME).exists() and self.run.file(self.asset_name).exists():
-            return json.loads(self.run.file(METRICS_NAME).read_text())
-        self.load_checkpoint()
-        self.model.train()
-        last_checkpoint = time.monotonic()
-        eval_views = list(range(0, len(self.test_set), max(len(self.test_set) // 4, 1)))[:4]
-        status = {"psnr_test": float("nan"), "ssim_test": float("nan")}
-        with progress_bar(f"train {self.model.architecture}", self.steps, self.step) as advance:
-            try:
-                while self.step < self.steps:
-                    started = time.perf_counter()
-                    mse = self.train_step()
-                    self.step += 1
-                    self.after_step()
-                    self.seconds += time.perf_counter() - started
-                    if self.step % self.config.eval_every == 0:
-                        scores = evaluate(self.model, self.test_set, eval_views)
-                        status |= {"psnr_test": scores["psnr"], "ssim_test": scores["ssim"]}
-                        if on_eval is not None:
-                            on_eval(self.step, self.seconds, status["psnr_test"])
-                    advance(loss=mse, psnr_train=mse_to_psnr(mse), **status)
-                    if time.monotonic() - last_checkpoint > self.config.checkpoint_seconds:
-                        self.save_checkpoint()
-                        last_checkpoint = time.monotonic()
-            except KeyboardInterrupt:
-                self.save_checkpoint()
-                raise
+        finished = self.finished_metrics()
+        if finished is not None:
+            return finished
+        self._on_eval = on_eval
+        self._eval_views = list(range(0, len(self.test_set), max(len(self.test_set) // 4, 1)))[:4]
+        self._status = {"psnr_test": float("nan"), "ssim_test": float("nan")}
+
+        def step() -> dict:
+            mse = self.train_step()
+            return {"loss": mse, "psnr_train": mse_to_psnr(mse)}
+
+        self.optimise(f"train {self.model.architecture}", step)
         return self.finish()
+
+    def report(self) -> dict:
+        """Test PSNR/SSIM on a few views every `eval_every` steps."""
+        if self.step % self.config.eval_every == 0:
+            scores = evaluate(self.model, self.test_set, self._eval_views)
+            self._status = {"psnr_test": scores["psnr"], "ssim_test": scores["ssim"]}
+            if self._on_eval is not None:
+                self._on_eval(self.step, self.seconds, scores["psnr"])
+        return self._status
 
     def finish(self) -> dict:
         scores = evaluate(self.model, self.test_set)
@@ -257,9 +305,5 @@ class Trainer:
                    "steps": self.step, "architecture": self.model.architecture,
                    "parameters": sum(p.numel() for p in self.model.field.parameters()),
                    "occupied_fraction": self.model.grid.occupied_fraction()}
-        self.model.metrics = metrics
-        save_field(self.model, self.run.file(ASSET_NAME))
-        write_text(self.run.file(METRICS_NAME), json.dumps(metrics, indent=2))
-        self.run.file(CHECKPOINT_NAME).unlink(missing_ok=True)
-        return metrics
+        return self.write_results(metrics)
 

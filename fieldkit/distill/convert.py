@@ -2,9 +2,7 @@
 architecture, in a resumable run directory with the same rules as `fieldkit train`."""
 from __future__ import annotations
 
-import json
 import math
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -12,7 +10,6 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from fieldkit.atomic import write_text
 from fieldkit.data import load_dataset
 from fieldkit.distill.active import HardRayPool
 from fieldkit.distill.batch import distill_rays
@@ -23,14 +20,11 @@ from fieldkit.distill.stages import shared_stages
 from fieldkit.distill.student import inherit_colour_head, load_teacher, make_student
 from fieldkit.errors import FieldkitError
 from fieldkit.fields import field_class, make_config
-from fieldkit.io import save_field
 from fieldkit.metrics import mse_to_psnr
-from fieldkit.progress import progress_bar
-from fieldkit.train import (ASSET_NAME, CHECKPOINT_NAME, METRICS_NAME, RunDirectory, _learning_rate_factor,
-                            evaluate, read_checkpoint, write_checkpoint)
+from fieldkit.train import ResumableRun, RunDirectory, evaluate
 
 
-class Converter:
+class Converter(ResumableRun):
     def __init__(self, teacher_path: str | Path, architecture: str, out: str | Path, config: ConvertConfig,
                  field_overrides: dict | None = None, log: Callable[[str], None] = lambda line: None):
         field_class(architecture)  # an unknown target fails before anything is read or written
@@ -58,7 +52,11 @@ class Converter:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.pool = HardRayPool(config.batch_rays) if config.active else None
         self.schedule = config.schedule()
-        self.step, self.seconds = 0, 0.0
+        self.steps, self.step, self.seconds = config.steps, 0, 0.0
+
+    @property
+    def model(self):  # what ResumableRun optimises and checkpoints
+        return self.student
 
     def note(self, line: str) -> None:
         self.notes.append(line)
@@ -81,50 +79,17 @@ class Converter:
         progress = self.step / max(self.config.steps, 1)
         weights = {name: stage.weight_at(progress) for name, stage in self.schedule.items()}
         loss = weights["feature"] * losses.feature + weights["point"] * losses.point + weights["pixel"] * losses.pixel
-        if not torch.isfinite(loss):
-            raise FieldkitError(f"distillation loss became {loss.item()} at step {self.step} (try a lower learning "
-                                f"rate with --set learning_rate=...); the last good checkpoint is kept in {self.run.path}")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        factor = _learning_rate_factor(self.step, self.config.steps, self.config.final_lr_fraction)
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = base * factor
-        self.optimizer.step()
+        self.apply_gradients(loss, "distillation loss")
         if self.pool is not None:
             self.pool.offer(origins, directions, losses.ray_errors)
         # two short figures: the progress line must fit 80 columns in a log
         return {"loss": loss.item(), "psnr": mse_to_psnr(losses.pixel.item())}
 
-    def save_checkpoint(self) -> None:
-        write_checkpoint(self.run.file(CHECKPOINT_NAME), self.student, self.optimizer, self.generator,
-                         self.step, self.seconds)
-
-    def load_checkpoint(self) -> None:
-        path = self.run.file(CHECKPOINT_NAME)
-        if path.exists():
-            self.step, self.seconds = read_checkpoint(path, self.student, self.optimizer, self.generator)
-
     def run_conversion(self) -> dict:
-        if self.run.file(METRICS_NAME).exists() and self.run.file(ASSET_NAME).exists():
-            return json.loads(self.run.file(METRICS_NAME).read_text())
-        self.load_checkpoint()
-        self.student.train()
-        last_checkpoint = time.monotonic()
-        with progress_bar(f"convert {self.teacher.architecture} -> {self.student.architecture}",
-                          self.config.steps, self.step) as advance:
-            try:
-                while self.step < self.config.steps:
-                    started = time.perf_counter()
-                    figures = self.distill_step()
-                    self.step += 1
-                    self.seconds += time.perf_counter() - started
-                    advance(**figures)
-                    if time.monotonic() - last_checkpoint > self.config.checkpoint_seconds:
-                        self.save_checkpoint()
-                        last_checkpoint = time.monotonic()
-            except KeyboardInterrupt:
-                self.save_checkpoint()
-                raise
+        finished = self.finished_metrics()
+        if finished is not None:
+            return finished
+        self.optimise(f"convert {self.teacher.architecture} -> {self.student.architecture}", self.distill_step)
         return self.finish()
 
     def _test_scores(self) -> dict:
@@ -152,8 +117,4 @@ class Converter:
                     "teacher_psnr_test": self.teacher.metrics.get("psnr_test"), "stages": self.stages,
                     "active": self.config.active,
                     "parameters": sum(p.numel() for p in self.student.field.parameters()), "notes": self.notes}
-        self.student.metrics = metrics
-        save_field(self.student, self.run.file(ASSET_NAME))
-        write_text(self.run.file(METRICS_NAME), json.dumps(metrics, indent=2))
-        self.run.file(CHECKPOINT_NAME).unlink(missing_ok=True)
-        return metrics
+        return self.write_results(metrics)
