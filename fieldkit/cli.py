@@ -29,12 +29,15 @@ def _field_docs(cls) -> dict[str, str]:
     return docs
 
 
-def add_dataclass_options(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+def add_dataclass_options(parser: argparse.ArgumentParser, cls) -> None:
     docs = _field_docs(cls)
     for field in dataclasses.fields(cls):
-        if field.name in skip:
-            continue
         flag = "--" + field.name.replace("_", "-")
+        if isinstance(field.default, bool):
+            # a switch: argparse would read the string "False" as true
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=field.default,
+                                help=docs.get(field.name, ""))
+            continue
         parser.add_argument(flag, dest=field.name, type=type(field.default), default=field.default,
                             help=f"{docs.get(field.name, '')} (default: {field.default})")
 
@@ -176,12 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
     convert.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                          help="override one student architecture setting, e.g. --set width=256")
-    # booleans become --no-... switches: argparse's bool("False") would be True
-    add_dataclass_options(convert, ConvertConfig, skip=("active", "inherit_colour_head"))
-    convert.add_argument("--no-active", dest="active", action="store_false",
-                         help="switch off active learning (the hard-ray replay)")
-    convert.add_argument("--no-inherit-colour-head", dest="inherit_colour_head", action="store_false",
-                         help="start the student's colour head from scratch")
+    add_dataclass_options(convert, ConvertConfig)
     convert.set_defaults(run=cmd_convert)
 
     render = verbs.add_parser("render", help="render an asset from cameras or on a turntable")
