@@ -185,3 +185,27 @@ def test_hash_encoding_backward_matches_finite_differences():
         return torch.func.functional_call(encoding, {"table": table}, (points,))
 
     assert torch.autograd.gradcheck(encode, (table, points), eps=1e-6, atol=1e-6)
+
+
+def test_hash_grid_backend_resolution_is_explicit():
+    from fieldkit.errors import FieldkitError
+    from fieldkit.fields.hashgrid import resolve_backend
+
+    if not torch.cuda.is_available():
+        assert resolve_backend("auto") == "torch"
+        with pytest.raises(FieldkitError, match="tinycudann"):
+            resolve_backend("tinycudann")
+    with pytest.raises(FieldkitError, match="unknown hash-grid backend"):
+        resolve_backend("cuda-magic")
+    field = make_field("hashgrid", AABB, make_config("hashgrid", overrides={"levels": 2, "log2_table_size": 8}))
+    assert field.config.backend in ("torch", "tinycudann"), "the asset records the backend that was resolved"
+
+
+@pytest.mark.gpu
+def test_tinycudann_backend_gives_finite_output_on_cuda():
+    pytest.importorskip("tinycudann", reason="tinycudann is not installed")
+    config = make_config("hashgrid", overrides={"backend": "tinycudann"})
+    field = make_field("hashgrid", AABB, config).cuda()
+    points, directions = sample_inputs()
+    output = field(points.cuda(), directions.cuda())
+    assert output.log_density.shape == (257,) and torch.isfinite(output.rgb).all()
