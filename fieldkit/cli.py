@@ -74,7 +74,6 @@ def cmd_train(args) -> int:
 
 def cmd_convert(args) -> int:
     from fieldkit.distill import ConvertConfig, Converter
-    from fieldkit.train import ASSET_NAME
 
     def log(line: str) -> None:
         print(f"fieldkit: {line}", file=sys.stderr)
@@ -87,7 +86,7 @@ def cmd_convert(args) -> int:
     test = f", test PSNR {metrics['psnr_test']:.2f} dB" if "psnr_test" in metrics else ""
     print(f"PSNR vs teacher {metrics['psnr_vs_teacher']:.2f} dB{test} after {metrics['steps']} steps "
           f"in {metrics['seconds']:.0f} s")
-    print(f"wrote {Path(args.out) / ASSET_NAME} and {Path(args.out) / 'metrics.json'}")
+    print(f"wrote {Path(args.out) / converter.asset_name} and {Path(args.out) / 'metrics.json'}")
     return 0
 
 
@@ -156,6 +155,13 @@ def cmd_scenes(args) -> int:
     return 0
 
 
+def _add_run_options(parser: argparse.ArgumentParser, config_class, set_help: str) -> None:
+    """What every resumable verb takes: its run directory, --set overrides and its config's options."""
+    parser.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help=set_help)
+    add_dataclass_options(parser, config_class)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fieldkit.distill import ConvertConfig
     from fieldkit.fields import ARCHITECTURES
@@ -167,19 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = verbs.add_parser("train", help="fit a field to posed images or a built-in scene")
     train.add_argument("source", help="dataset directory, transforms.json, or built-in scene name")
     train.add_argument("--arch", default="hashgrid", help=f"one of: {', '.join(ARCHITECTURES)}, gaussians (default: hashgrid)")
-    train.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
-    train.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                       help="override one architecture setting, e.g. --set log2_table_size=19")
-    add_dataclass_options(train, TrainConfig)
+    _add_run_options(train, TrainConfig, "override one architecture setting, e.g. --set log2_table_size=19")
     train.set_defaults(run=cmd_train)
 
     convert = verbs.add_parser("convert", help="distil a field into another architecture (PVD)")
     convert.add_argument("teacher", help="the teacher's field asset (.safetensors)")
     convert.add_argument("--to", required=True, help=f"student architecture, one of: {', '.join(ARCHITECTURES)}")
-    convert.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
-    convert.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                         help="override one student architecture setting, e.g. --set width=256")
-    add_dataclass_options(convert, ConvertConfig)
+    _add_run_options(convert, ConvertConfig, "override one student architecture setting, e.g. --set width=256")
     convert.set_defaults(run=cmd_convert)
 
     render = verbs.add_parser("render", help="render an asset from cameras or on a turntable")

@@ -176,11 +176,15 @@ class ResumableRun:
         if path.exists():
             self.step, self.seconds = read_checkpoint(path, self.model, self.optimizer, self.generator)
 
-    def apply_gradients(self, loss: torch.Tensor, what: str = "loss") -> None:
-        """One optimiser step on `loss` at this step's learning rate; NaN stops the run."""
+    def check_finite(self, loss: torch.Tensor, what: str = "loss") -> None:
+        """NaN or inf stops the run with one line; the last checkpoint stays."""
         if not torch.isfinite(loss):
             raise FieldkitError(f"{what} became {loss.item()} at step {self.step} (try a lower learning rate with "
                                 f"--set learning_rate=...); the last good checkpoint is kept in {self.run.path}")
+
+    def apply_gradients(self, loss: torch.Tensor, what: str = "loss") -> None:
+        """One optimiser step on `loss` at this step's learning rate; NaN stops the run."""
+        self.check_finite(loss, what)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         factor = _learning_rate_factor(self.step, self.steps, self.config.final_lr_fraction)
@@ -217,10 +221,14 @@ class ResumableRun:
                 self.save_checkpoint()
                 raise
 
-    def write_results(self, metrics: dict) -> dict:
-        """The asset and metrics.json, then the checkpoint is no longer needed."""
-        self.model.metrics = metrics
+    def save_asset(self) -> None:
         save_field(self.model, self.run.file(self.asset_name))
+
+    def write_results(self, metrics: dict) -> dict:
+        """The asset and metrics.json (a run counts as finished once both exist), then the
+        checkpoint is no longer needed."""
+        self.model.metrics = metrics
+        self.save_asset()
         write_text(self.run.file(METRICS_NAME), json.dumps(metrics, indent=2))
         self.run.file(CHECKPOINT_NAME).unlink(missing_ok=True)
         return metrics

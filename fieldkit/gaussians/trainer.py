@@ -10,13 +10,11 @@ The run writes splats.safetensors (the fieldkit asset) and splats.ply (for other
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from fieldkit.atomic import write_text
 from fieldkit.data import load_dataset
 from fieldkit.errors import FieldkitError
 from fieldkit.gaussians.asset import save_splats_asset, splat_tensors, splats_from_tensors, splats_header
@@ -26,7 +24,7 @@ from fieldkit.gaussians.model import MAX_SH_DEGREE, PARAMETER_NAMES
 from fieldkit.gaussians.ply import write_ply
 from fieldkit.io import read_tensors, write_tensors
 from fieldkit.metrics import structural_similarity
-from fieldkit.train import (CHECKPOINT_NAME, METRICS_NAME, RunDirectory, TrainConfig, Trainer, evaluate,
+from fieldkit.train import (CHECKPOINT_NAME, RunDirectory, TrainConfig, Trainer, evaluate,
                             load_optimizer_tensors, optimizer_tensors)
 
 ASSET_NAME = "splats.safetensors"
@@ -152,9 +150,7 @@ class SplatTrainer(Trainer):
         image = output.rgb[0]  # [H, W, 3]
         weight = self.splat_config.ssim_weight
         loss = (1 - weight) * (image - target).abs().mean() + weight * (1 - structural_similarity(image, target))
-        if not torch.isfinite(loss):
-            raise FieldkitError(f"loss became {loss.item()} at step {self.step} (try a lower learning rate); "
-                                f"the last good checkpoint is kept in {self.run.path}")
+        self.check_finite(loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if output.means2d.grad is not None:  # None when no splat reached a pixel of this view
@@ -176,10 +172,9 @@ class SplatTrainer(Trainer):
         metrics = {"psnr_test": scores["psnr"], "ssim_test": scores["ssim"], "seconds": self.seconds,
                    "steps": self.step, "architecture": self.model.architecture, "splats": len(self.model),
                    "parameters": sum(parameter.numel() for parameter in self.model.parameters())}
-        self.model.metrics = metrics
+        return self.write_results(metrics)
+
+    def save_asset(self) -> None:
         # the .ply first: a run counts as finished once the asset and metrics.json exist
         write_ply(self.model, self.run.file(PLY_NAME))
         save_splats_asset(self.model, self.run.file(ASSET_NAME))
-        write_text(self.run.file(METRICS_NAME), json.dumps(metrics, indent=2))
-        self.run.file(CHECKPOINT_NAME).unlink(missing_ok=True)
-        return metrics
