@@ -13,13 +13,16 @@ import json
 import pytest
 import torch
 
+from fieldkit.cameras import look_at
 from fieldkit.cli import main
 from fieldkit.distill import ConvertConfig, Converter
+from fieldkit.distill.active import HardestPool, focus_mask
 from fieldkit.distill.batch import distill_rays
 from fieldkit.distill.evaluation import compare_to_teacher
-from fieldkit.distill.sampling import CameraRig
+from fieldkit.distill.sampling import BoxRig, OrbitRig, choose_rig
 from fieldkit.distill.stages import shared_stages
 from fieldkit.distill.student import load_teacher, make_student
+from fieldkit.errors import FieldkitError
 from fieldkit.fields import make_config, make_field
 from fieldkit.io import load
 from fieldkit.radiance import RadianceField
@@ -130,7 +133,8 @@ def test_a_very_dense_teacher_gives_bounded_losses(tiny_dataset, small_fields):
     teacher = RadianceField(teacher_field, OccupancyGrid(aabb, 16), 2 * 3**0.5 / 64).requires_grad_(False)
     student = make_student(teacher, "mlp", make_config("mlp", "cpu", small_fields["mlp"]))
     generator = torch.Generator().manual_seed(0)
-    origins, directions = CameraRig(aabb, upper_only=False).rays(256, generator)
+    rig = OrbitRig(aabb, upper_only=False)
+    origins, directions = rig.rays(*rig.poses(256, generator), generator)
     losses = distill_rays(teacher, student, [], origins, directions, torch.rand(256, generator=generator), 1.0)
     assert 1.0 < losses.log_density_error < 30.0**2
     losses.point.backward()
@@ -224,3 +228,70 @@ def test_bad_input_gives_one_error_line(case, teachers, converted, tmp_path):
     assert not (out / "field.safetensors").exists()
     if case != "nan":
         assert not out.exists(), "a refused command left a directory behind"
+
+
+def forward_facing_dataset(path) -> dict:
+    """A transforms file of 9 cameras on a 3x3 patch of the plane y = -3, all looking along +y."""
+    eyes = torch.tensor([[x, -3.0, z] for x in (-1.0, 0.0, 1.0) for z in (-0.5, 0.0, 0.5)])
+    c2w = look_at(eyes, eyes + torch.tensor([0.0, 1.0, 0.0]))
+    frames = [{"file_path": f"train/r_{index}", "transform_matrix": matrix.tolist()} for index, matrix in enumerate(c2w)]
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "transforms_train.json").write_text(json.dumps({"camera_angle_x": 0.8, "w": 32, "h": 32,
+                                                            "frames": frames}))
+    return {"source": str(path)}
+
+
+def test_a_forward_facing_dataset_gets_a_jittered_box_of_cameras(tmp_path):
+    aabb = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+    rig = choose_rig("auto", aabb, forward_facing_dataset(tmp_path / "scene"))
+    assert isinstance(rig, BoxRig)
+    generator = torch.Generator().manual_seed(0)
+    eyes, targets = rig.poses(512, generator)
+    # eyes fill the cameras' patch, grown by the margin, and never stray behind or past it
+    assert (eyes[:, 1] - -3.0).abs().max() < 0.05
+    assert eyes[:, 0].min() < -1.0 and eyes[:, 0].max() > 1.0 and eyes[:, 0].abs().max() <= 1.2 + 1e-6
+    _, directions = rig.rays(eyes, targets, generator)
+    assert (directions[:, 1] > 0.8).all()  # every ray looks into the scene, as the photos did
+
+
+def test_an_object_dataset_gets_an_orbit(teachers):
+    teacher = load_teacher(teachers["hashgrid"])
+    rig = choose_rig("auto", teacher.aabb, teacher.dataset)
+    assert isinstance(rig, OrbitRig) and rig.name == "hemisphere"  # every tiny-scene camera is above the table
+    assert choose_rig("sphere", teacher.aabb, teacher.dataset).name == "sphere"
+    with pytest.raises(FieldkitError, match="needs the teacher's dataset"):
+        choose_rig("box", teacher.aabb, {})
+    with pytest.raises(FieldkitError, match="unknown rig 'dome'"):
+        choose_rig("dome", teacher.aabb, {})
+
+
+def test_the_hardest_poses_are_revisited_nearby():
+    generator = torch.Generator().manual_seed(0)
+    rig = OrbitRig(torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]), upper_only=False)
+    pool = HardestPool(capacity=4, widths=(3, 3))
+    eyes, targets = rig.poses(64, generator)
+    errors = torch.rand(64, generator=generator)
+    pool.offer((eyes, targets), errors)
+    hardest = set(errors.topk(4).indices.tolist())
+    drawn_eyes, drawn_targets = pool.draw(3, generator)
+    assert len(pool) == 1  # drawn poses leave the pool: their new error decides if they return
+    chosen = [int((eyes - eye).norm(dim=-1).argmin()) for eye in drawn_eyes]
+    assert set(chosen) <= hardest
+    moved_eyes, _ = rig.perturbed(drawn_eyes, drawn_targets, 0.05, generator)
+    moved = (moved_eyes - drawn_eyes).norm(dim=-1)
+    assert (moved > 0).all() and (moved < 0.05 * rig.size * 5).all()
+
+
+def test_the_point_focus_picks_the_visible_surface_of_opaque_rays(teachers):
+    teacher = load_teacher(teachers["voxels"])
+    rig = OrbitRig(teacher.aabb, upper_only=True)
+    generator = torch.Generator().manual_seed(0)
+    origins, directions = rig.rays(*rig.poses(512, generator), generator)
+    output = teacher.render_rays(origins, directions)
+    focused = focus_mask(output.sample_weights, output.sample_rays, output.alpha)
+    opaque = output.alpha >= 0.5
+    assert focused.any() and opaque[output.sample_rays[focused]].all()
+    # a small share of the samples carries most of what the opaque rays show
+    on_opaque = opaque[output.sample_rays]
+    assert focused.sum() < 0.5 * on_opaque.sum()
+    assert output.sample_weights[focused].sum() > 0.6 * output.sample_weights[on_opaque].sum()

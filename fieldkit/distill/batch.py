@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from fieldkit.distill.stages import feature_loss, log_density_error, point_loss
+from fieldkit.distill.active import focus_mask
+from fieldkit.distill.stages import feature_loss, log_density_error, point_errors
 from fieldkit.fields import FieldOutput
 from fieldkit.radiance import RadianceField
 from fieldkit.render.volume import render_rays
@@ -15,7 +16,7 @@ from fieldkit.render.volume import render_rays
 @dataclass
 class BatchLosses:
     feature: Tensor  # [] intermediate stages
-    point: Tensor  # [] log-density and colour per point
+    point: Tensor  # [] log-density and colour per point (plus the focused samples' mean)
     pixel: Tensor  # [] volume-rendered colour
     log_density_error: float  # mean squared log-density difference, for display
     ray_errors: Tensor  # [R] squared pixel error per ray, detached
@@ -31,11 +32,14 @@ def _recording(model: RadianceField, record: dict, key: str):
 
 
 def distill_rays(teacher: RadianceField, student: RadianceField, stages: list[str], origins: Tensor,
-                 directions: Tensor, jitter: Tensor, density_weight: float) -> BatchLosses | None:
+                 directions: Tensor, jitter: Tensor, density_weight: float, point_focus: float = 0.0
+                 ) -> BatchLosses | None:
     """Renders the rays with both fields -> the stage losses; None when no ray met anything.
 
     Both renders take their samples from the teacher's grid and visibility, so the student
-    is queried at exactly the teacher's points, in the same order.
+    is queried at exactly the teacher's points, in the same order. With `point_focus` > 0 the
+    point loss adds that weight times its mean over the teacher's visible surface samples
+    (PVD-AL's point level).
     """
     record: dict[str, FieldOutput] = {}
     common = (teacher.field.log_density, teacher.grid, origins, directions, teacher.background,
@@ -47,5 +51,11 @@ def distill_rays(teacher: RadianceField, student: RadianceField, stages: list[st
     output = render_rays(_recording(student, record, "student"), *common)
     taught, learned = record["teacher"], record["student"]
     ray_errors = (output.rgb - target.rgb).square().sum(dim=-1)  # [R]
-    return BatchLosses(feature_loss(taught, learned, stages), point_loss(taught, learned, density_weight),
-                       ray_errors.mean() / 3, float(log_density_error(taught, learned).detach()), ray_errors.detach())
+    errors = point_errors(taught, learned, density_weight)  # [M]
+    point = errors.mean()
+    if point_focus > 0:
+        focused = focus_mask(target.sample_weights, target.sample_rays, target.alpha)
+        if focused.any():
+            point = point + point_focus * errors[focused].mean()
+    return BatchLosses(feature_loss(taught, learned, stages), point, ray_errors.mean() / 3,
+                       float(log_density_error(taught, learned).detach()), ray_errors.detach())

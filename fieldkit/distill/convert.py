@@ -3,19 +3,19 @@ architecture, in a resumable run directory with the same rules as `fieldkit trai
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor
 
 from fieldkit.data import load_dataset
-from fieldkit.distill.active import HardRayPool
+from fieldkit.distill.active import HardestPool
 from fieldkit.distill.batch import distill_rays
-from fieldkit.distill.config import ConvertConfig
+from fieldkit.distill.config import DEFAULT_STEPS, ConvertConfig
 from fieldkit.distill.evaluation import compare_to_teacher
-from fieldkit.distill.sampling import CameraRig, choose_rig
+from fieldkit.distill.sampling import choose_rig
 from fieldkit.distill.stages import shared_stages
 from fieldkit.distill.student import inherit_colour_head, load_teacher, make_student
 from fieldkit.errors import FieldkitError
@@ -45,14 +45,15 @@ class Converter(ResumableRun):
         if not self.stages:
             self.note(f"{self.teacher.architecture} and {architecture} share no intermediate stage: "
                               "skipping the feature stage")
-        upper_only = choose_rig(config.rig, self.teacher.aabb, self.teacher.dataset)
-        self.rig = CameraRig(self.teacher.aabb, upper_only)
+        self.rig = choose_rig(config.rig, self.teacher.aabb, self.teacher.dataset)
         self.optimizer = torch.optim.Adam(self.student.field.optimizer_groups(), eps=1e-15)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.pool = HardRayPool(config.batch_rays) if config.active else None
+        # rows: origin, direction, eye, target of each hard ray / eye, target of each hard pose
+        self.hard_rays = HardestPool(config.batch_rays, (3, 3, 3, 3))
+        self.hard_poses = HardestPool(config.batch_rays, (3, 3))
         self.schedule = config.schedule()
-        self.steps, self.step, self.seconds = config.steps, 0, 0.0
+        self.steps, self.step, self.seconds = config.steps or DEFAULT_STEPS[architecture], 0, 0.0
 
     @property
     def model(self):  # what ResumableRun optimises and checkpoints
@@ -62,26 +63,33 @@ class Converter(ResumableRun):
         self.notes.append(line)
         self.log(line)
 
-    def _rays(self) -> tuple[Tensor, Tensor]:  # origins, directions [R, 3]
-        replayed = int(self.config.batch_rays * self.config.replay_fraction) if self.pool is not None else 0
-        old_origins, old_directions = self.pool.draw(replayed, self.generator) if replayed else (
-            torch.empty(0, 3), torch.empty(0, 3))
-        origins, directions = self.rig.rays(self.config.batch_rays - old_origins.shape[0], self.generator)
-        return torch.cat([old_origins, origins]), torch.cat([old_directions, directions])
+    def _batch(self) -> tuple[Tensor, ...]:
+        """Origins, directions, eyes, targets [R, 3]: replayed hard rays, rays of perturbed hard
+        poses (both only with active learning), and fresh poses for the rest of the batch."""
+        config, total = self.config, self.config.batch_rays
+        replay, revisit = (config.replay_fraction, config.revisit_fraction) if config.active else (0.0, 0.0)
+        replayed = self.hard_rays.draw(int(total * replay), self.generator)
+        eyes, targets = self.rig.perturbed(*self.hard_poses.draw(int(total * revisit), self.generator),
+                                           config.revisit_jitter, self.generator)
+        fresh_eyes, fresh_targets = self.rig.poses(total - replayed[0].shape[0] - eyes.shape[0], self.generator)
+        eyes, targets = torch.cat([eyes, fresh_eyes]), torch.cat([targets, fresh_targets])
+        rows = (*self.rig.rays(eyes, targets, self.generator), eyes, targets)
+        return tuple(torch.cat([old, new]) for old, new in zip(replayed, rows))
 
     def distill_step(self) -> dict:
-        origins, directions = self._rays()
+        origins, directions, eyes, targets = self._batch()
         jitter = torch.rand(origins.shape[0], generator=self.generator)
         losses = distill_rays(self.teacher, self.student, self.stages, origins, directions, jitter,
-                              self.config.density_weight)
+                              self.config.density_weight, self.config.point_focus if self.config.active else 0.0)
         if losses is None:  # every ray missed the occupied cells: nothing to learn from
             return {}
-        progress = self.step / max(self.config.steps, 1)
+        progress = self.step / max(self.steps, 1)
         weights = {name: stage.weight_at(progress) for name, stage in self.schedule.items()}
         loss = weights["feature"] * losses.feature + weights["point"] * losses.point + weights["pixel"] * losses.pixel
         self.apply_gradients(loss, "distillation loss")
-        if self.pool is not None:
-            self.pool.offer(origins, directions, losses.ray_errors)
+        if self.config.active:
+            self.hard_rays.offer((origins, directions, eyes, targets), losses.ray_errors)
+            self.hard_poses.offer((eyes, targets), losses.ray_errors)
         # two short figures: the progress line must fit 80 columns in a log
         return {"loss": loss.item(), "psnr": mse_to_psnr(losses.pixel.item())}
 
@@ -115,6 +123,6 @@ class Converter(ResumableRun):
         metrics |= {"seconds": self.seconds, "steps": self.step, "architecture": self.student.architecture,
                     "teacher_architecture": self.teacher.architecture,
                     "teacher_psnr_test": self.teacher.metrics.get("psnr_test"), "stages": self.stages,
-                    "active": self.config.active,
+                    "active": self.config.active, "rig": self.rig.name,
                     "parameters": sum(p.numel() for p in self.student.field.parameters()), "notes": self.notes}
         return self.write_results(metrics)

@@ -42,5 +42,7 @@ def log_density_error(teacher: FieldOutput, student: FieldOutput) -> Tensor:
     return (student.log_density - teacher.log_density).square().mean()
 
 
-def point_loss(teacher: FieldOutput, student: FieldOutput, density_weight: float) -> Tensor:
-    return density_weight * log_density_error(teacher, student) + (student.rgb - teacher.rgb).square().mean()
+def point_errors(teacher: FieldOutput, student: FieldOutput, density_weight: float) -> Tensor:  # [M]
+    """Per point: weighted squared log-density difference plus mean squared colour difference."""
+    return (density_weight * (student.log_density - teacher.log_density).square()
+            + (student.rgb - teacher.rgb).square().mean(dim=-1))

@@ -7,8 +7,8 @@ Dimension letters: R rays, S samples per ray, M kept samples.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -31,6 +31,10 @@ class RenderOutput:
     alpha: Tensor  # [...]
     depth: Tensor  # [...] expected depth of the visible surface (ray distance)
     samples: int = 0  # field evaluations that carried gradient
+    # per evaluated sample, in the order the radiance callback saw them: its compositing weight
+    # (detached) and the index of its ray; filled by `render_rays`
+    sample_weights: Tensor | None = None  # [M]
+    sample_rays: Tensor | None = None  # [M]
 
 
 # (points [M, 3], directions [M, 3]) -> (log_density [M], rgb [M, 3])
@@ -108,4 +112,5 @@ def render_rays(radiance_fn: RadianceFn, log_density_fn: LogDensityFn, grid: Occ
     alpha = weights.sum(dim=-1)
     colour = (weights[..., None] * colours).sum(dim=-2) + (1 - alpha[..., None]) * background
     depth = (weights * t).sum(dim=-1) / alpha.clamp(min=1e-6)
-    return RenderOutput(colour, alpha, depth, samples=int(mask.sum()))
+    return RenderOutput(colour, alpha, depth, samples=int(mask.sum()), sample_weights=weights[mask].detach(),
+                        sample_rays=mask.nonzero()[:, 0])

@@ -1,0 +1,152 @@
+"""Progressive volume distillation benchmark on the default built-in scene.
+
+    python bench/convert.py [--teachers DIR] [--pairs hashgrid:mlp ...] [--skip-matrix]
+                            [--skip-headline] [--out bench/results/convert.json]
+
+(a) The matrix: every teacher architecture (trained with `fieldkit train`'s defaults, kept in
+    --teachers so that later runs reuse them) distilled into every other at `fieldkit convert`'s
+    defaults: seconds, PSNR against the teacher on held-out synthetic views, and test PSNR
+    against the real test images next to the teacher's.
+(b) PVD's headline experiment, in one run: the MLP trained from scratch on the photos, against
+    the same MLP distilled from the hash-grid teacher, with active learning on and off. Test PSNR
+    is probed every few steps (probes are not timed), and the seconds each run needs to reach the
+    scratch run's final test PSNR are compared.
+Prints tables and writes JSON (after every run, so a stopped benchmark keeps what it measured).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+from pathlib import Path
+
+import torch
+from fieldkit.scenes import DEFAULT_SCENE
+
+from fieldkit.atomic import write_text
+from fieldkit.data import load_dataset
+from fieldkit.distill import ConvertConfig, Converter
+from fieldkit.fields import ARCHITECTURES
+from fieldkit.train import TrainConfig, Trainer, evaluate
+
+PROBE_VIEWS = 4  # test views per probe, spread over the test split
+
+
+def teacher_path(directory: Path, architecture: str) -> Path:
+    """A teacher trained with `fieldkit train`'s defaults on the default scene (trained once)."""
+    out = directory / architecture
+    Trainer(DEFAULT_SCENE, architecture, out, TrainConfig()).run_training()
+    return out / "field.safetensors"
+
+
+def matrix_row(teachers: Path, teacher: str, student: str) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        metrics = Converter(teacher_path(teachers, teacher), student, out, ConvertConfig()).run_conversion()
+    return {"teacher": teacher, "student": student} | {key: metrics[key] for key in (
+        "seconds", "steps", "psnr_vs_teacher", "psnr_test", "teacher_psnr_test", "log_density_rmse", "stages")}
+
+
+class PSNRProbe:
+    """Test PSNR on a few views every `every` steps, as (step, optimisation seconds, PSNR)."""
+
+    def __init__(self, run, every: int):
+        test_set = load_dataset(DEFAULT_SCENE, "test")
+        views = list(range(0, len(test_set), max(len(test_set) // PROBE_VIEWS, 1)))[:PROBE_VIEWS]
+        self.run, self.every, self.history = run, every, []
+        self.score = lambda model: evaluate(model, test_set, views)["psnr"]
+
+    def __call__(self, step: int, figures: dict) -> None:
+        if step % self.every == 0 or step == self.run.steps:
+            model = self.run.model
+            model.eval()
+            self.history.append((step, self.run.seconds, self.score(model)))
+            model.train()
+
+
+def first_time_reaching(history: list[tuple], target: float) -> float | None:
+    return next((seconds for _, seconds, psnr in history if psnr >= target), None)
+
+
+def headline(teachers: Path, probe_every: int, steps: int) -> dict:
+    """Scratch MLP against the MLP distilled from the hash grid, with and without active learning."""
+    runs = {}
+    with tempfile.TemporaryDirectory() as out:
+        scratch = Trainer(DEFAULT_SCENE, "mlp", Path(out) / "scratch", TrainConfig(eval_every=probe_every))
+        history = []
+        metrics = scratch.run_training(on_eval=lambda step, seconds, psnr: history.append((step, seconds, psnr)))
+        runs["scratch"] = {"seconds": metrics["seconds"], "steps": metrics["steps"],
+                           "psnr_test": metrics["psnr_test"], "history": history}
+        for name, active in (("distilled", True), ("distilled_no_active", False)):
+            converter = Converter(teacher_path(teachers, "hashgrid"), "mlp", Path(out) / name,
+                                  ConvertConfig(steps=steps, active=active))
+            probe = converter.step_callback = PSNRProbe(converter, probe_every)
+            metrics = converter.run_conversion()
+            runs[name] = {"seconds": metrics["seconds"], "steps": metrics["steps"], "psnr_test": metrics["psnr_test"],
+                          "psnr_vs_teacher": metrics["psnr_vs_teacher"], "history": probe.history}
+    target = runs["scratch"]["psnr_test"]
+    for run in runs.values():
+        run["seconds_to_scratch_psnr"] = first_time_reaching(run["history"], target)
+    scratch_time = runs["scratch"]["seconds_to_scratch_psnr"]
+    for name in ("distilled", "distilled_no_active"):
+        reached = runs[name]["seconds_to_scratch_psnr"]
+        runs[name]["speedup"] = scratch_time / reached if reached else None
+    return {"target_psnr": target, "runs": runs}
+
+
+def _figure(value, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def print_matrix(rows: list[dict]) -> None:
+    print(f"{'teacher':<11} {'student':<11} {'seconds':>7} {'vs teacher':>10} {'test':>6} {'teacher':>7} {'gap':>6}")
+    for row in rows:
+        gap = row["psnr_test"] - row["teacher_psnr_test"]
+        print(f"{row['teacher']:<11} {row['student']:<11} {row['seconds']:>7.0f} {row['psnr_vs_teacher']:>10.2f} "
+              f"{row['psnr_test']:>6.2f} {row['teacher_psnr_test']:>7.2f} {gap:>+6.2f}")
+
+
+def print_headline(result: dict) -> None:
+    print(f"target: the scratch MLP's final test PSNR, {result['target_psnr']:.2f} dB")
+    print(f"{'run':<20} {'steps':>5} {'seconds':>7} {'test PSNR':>9} {'s to target':>11} {'speedup':>7}")
+    for name, run in result["runs"].items():
+        print(f"{name:<20} {run['steps']:>5} {run['seconds']:>7.0f} {run['psnr_test']:>9.2f} "
+              f"{_figure(run['seconds_to_scratch_psnr'], 0):>11} {_figure(run.get('speedup'), 1):>7}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--teachers", default=str(Path(tempfile.gettempdir()) / "fieldkit-bench-teachers"),
+                        help="directory of the trained teachers (reused when present)")
+    parser.add_argument("--pairs", nargs="+", metavar="TEACHER:STUDENT", help="only these pairs of the matrix")
+    parser.add_argument("--skip-matrix", action="store_true")
+    parser.add_argument("--skip-headline", action="store_true")
+    parser.add_argument("--probe-every", type=int, default=50, help="steps between test probes in (b)")
+    parser.add_argument("--headline-steps", type=int, default=0, help="distillation steps in (b) (0: default)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "convert.json"))
+    args = parser.parse_args()
+
+    teachers = Path(args.teachers)
+    pairs = [tuple(pair.split(":")) for pair in args.pairs] if args.pairs else [
+        (teacher, student) for teacher in ARCHITECTURES for student in ARCHITECTURES if teacher != student]
+    results = {"machine": {"platform": platform.platform(), "torch": torch.__version__,
+                           "threads": torch.get_num_threads()}, "scene": DEFAULT_SCENE, "matrix": []}
+
+    def save() -> None:
+        write_text(args.out, json.dumps(results, indent=2))
+
+    if not args.skip_matrix:
+        for teacher, student in pairs:
+            results["matrix"].append(matrix_row(teachers, teacher, student))
+            print_matrix(results["matrix"][-1:])
+            save()
+        print_matrix(results["matrix"])
+    if not args.skip_headline:
+        results["headline"] = headline(teachers, args.probe_every, args.headline_steps)
+        print_headline(results["headline"])
+    save()
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
