@@ -207,7 +207,7 @@ def test_an_interrupted_conversion_resumes_where_it_stopped(teachers, tmp_path, 
 
 
 @pytest.mark.parametrize("case", ["unknown architecture", "not an asset", "not a fieldkit asset", "unknown setting",
-                                  "another run", "nan"])
+                                  "empty student", "student beyond memory", "another run", "nan"])
 def test_bad_input_gives_one_error_line(case, teachers, converted, tmp_path):
     out = tmp_path / "run"
     text_file = tmp_path / "notes.safetensors"
@@ -218,6 +218,10 @@ def test_bad_input_gives_one_error_line(case, teachers, converted, tmp_path):
         "not an asset": (convert_args(text_file, "mlp", out, config, {}), str(text_file)),
         "not a fieldkit asset": (convert_args(tmp_path / "missing.safetensors", "mlp", out, config, {}), "missing"),
         "unknown setting": (convert_args(teachers["voxels"], "mlp", out, config, {"widht": 3}), "widht"),
+        "empty student": (convert_args(teachers["voxels"], "voxels", out, config, {"resolution": 0}),
+                          "cannot hold the scene"),
+        "student beyond memory": (convert_args(teachers["voxels"], "hashgrid", out, config, {"log2_table_size": 44}),
+                                  "cannot hold the scene"),
         "another run": (convert_args(teachers["voxels"], "mlp", converted["hashgrid-mlp"][0], config, {}),
                         "another run"),
         "nan": (convert_args(teachers["voxels"], "voxels", out, config, {"learning_rate": "inf"}), "loss became"),

@@ -21,9 +21,9 @@ class StageSchedule:
 
 
 STAGES = ("feature", "point", "pixel")
-# per student architecture: steps that land within 1 dB of the teacher on the default scene
-# in under 5 minutes on a 2-core CPU (an MLP sample costs most)
-DEFAULT_STEPS = {"hashgrid": 600, "mlp": 600, "tensorf-vm": 600, "tensorf-cp": 600, "voxels": 600}
+# per student architecture: steps that fit in about 4 minutes on a 2-core CPU (a hash-grid
+# sample costs most, a TensoRF-VM sample least)
+DEFAULT_STEPS = {"hashgrid": 350, "mlp": 450, "tensorf-vm": 700, "tensorf-cp": 500, "voxels": 450}
 
 
 @dataclass

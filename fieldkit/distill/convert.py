@@ -31,12 +31,12 @@ class Converter(ResumableRun):
         self.config = config
         self.teacher = load_teacher(teacher_path)
         field_config = make_config(architecture, config.preset, field_overrides)
+        torch.manual_seed(config.seed)  # parameter initialisation
+        self.student = make_student(self.teacher, architecture, field_config)  # before any file is written
         self.run = RunDirectory(out)
         request = {"teacher": str(Path(teacher_path).resolve()), "architecture": architecture,
                    "field_config": asdict(field_config), "convert_config": asdict(config)}
         self.resuming = self.run.claim(request)
-        torch.manual_seed(config.seed)  # parameter initialisation
-        self.student = make_student(self.teacher, architecture, field_config)
         self.notes: list[str] = []  # what the log said, kept in metrics.json
         self.log = log
         if config.inherit_colour_head and inherit_colour_head(self.teacher, self.student):

@@ -38,8 +38,23 @@ def inherit_colour_head(teacher: RadianceField, student: RadianceField) -> bool:
     return True
 
 
+def _buildable_field(architecture: str, aabb: torch.Tensor, field_config):
+    """The student's field, probed once at the centre of the bounds; a config that cannot be
+    built (an empty layer, a grid of no cells, more memory than there is) is one clear error."""
+    try:
+        field = make_field(architecture, aabb, field_config)
+        if any(parameter.numel() == 0 for parameter in field.parameters()):
+            raise ValueError("a setting leaves a layer with no parameters")
+        with torch.no_grad():
+            field(((aabb[0] + aabb[1]) / 2)[None], torch.tensor([[0.0, 0.0, 1.0]]))
+    except (RuntimeError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise FieldkitError(f"this {architecture} student config cannot hold the scene: {reason[:160]}") from None
+    return field
+
+
 def make_student(teacher: RadianceField, architecture: str, field_config) -> RadianceField:
-    field = make_field(architecture, teacher.aabb, field_config)
+    field = _buildable_field(architecture, teacher.aabb, field_config)
     student = RadianceField(field, copy_grid(teacher.grid), teacher.step_size, teacher.background)
     student.dataset = dict(teacher.dataset)
     return student.to(torch.float32)
