@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--skip-matrix", action="store_true")
     parser.add_argument("--skip-headline", action="store_true")
     parser.add_argument("--probe-every", type=int, default=50, help="steps between test probes in (b)")
-    parser.add_argument("--headline-steps", type=int, default=0, help="distillation steps in (b) (0: default)")
+    parser.add_argument("--headline-steps", type=int, default=ConvertConfig.steps, help="distillation steps in (b)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "convert.json"))
     args = parser.parse_args()
 
@@ -135,15 +135,16 @@ def main() -> None:
     def save() -> None:
         write_text(args.out, json.dumps(results, indent=2))
 
+    if not args.skip_headline:
+        results["headline"] = headline(teachers, args.probe_every, args.headline_steps)
+        print_headline(results["headline"])
+        save()
     if not args.skip_matrix:
         for teacher, student in pairs:
             results["matrix"].append(matrix_row(teachers, teacher, student))
             print_matrix(results["matrix"][-1:])
             save()
         print_matrix(results["matrix"])
-    if not args.skip_headline:
-        results["headline"] = headline(teachers, args.probe_every, args.headline_steps)
-        print_headline(results["headline"])
     save()
     print(f"wrote {args.out}")
 

@@ -21,15 +21,12 @@ class StageSchedule:
 
 
 STAGES = ("feature", "point", "pixel")
-# per student architecture: steps that fit in about 4 minutes on a 2-core CPU (a hash-grid
-# sample costs most, a TensoRF-VM sample least)
-DEFAULT_STEPS = {"hashgrid": 350, "mlp": 450, "tensorf-vm": 700, "tensorf-cp": 500, "voxels": 450}
 
 
 @dataclass
 class ConvertConfig:
-    steps: int = 0
-    """distillation steps (0: the student architecture's default)"""
+    steps: int = 900
+    """distillation steps (900 take 1-5 minutes on a 2-core CPU; a hash-grid teacher costs most)"""
     batch_rays: int = 2048
     """synthetic rays per step"""
     feature_start: float = 0.0

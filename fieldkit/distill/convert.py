@@ -13,7 +13,7 @@ from torch import Tensor
 from fieldkit.data import load_dataset
 from fieldkit.distill.active import HardestPool
 from fieldkit.distill.batch import distill_rays
-from fieldkit.distill.config import DEFAULT_STEPS, ConvertConfig
+from fieldkit.distill.config import ConvertConfig
 from fieldkit.distill.evaluation import compare_to_teacher
 from fieldkit.distill.sampling import choose_rig
 from fieldkit.distill.stages import shared_stages
@@ -53,7 +53,7 @@ class Converter(ResumableRun):
         self.hard_rays = HardestPool(config.batch_rays, (3, 3, 3, 3))
         self.hard_poses = HardestPool(config.batch_rays, (3, 3))
         self.schedule = config.schedule()
-        self.steps, self.step, self.seconds = config.steps or DEFAULT_STEPS[architecture], 0, 0.0
+        self.steps, self.step, self.seconds = config.steps, 0, 0.0
 
     @property
     def model(self):  # what ResumableRun optimises and checkpoints
