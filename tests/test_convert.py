@@ -38,6 +38,9 @@ PAIRS = {
     "voxels-tensorf-vm": ("voxels", "tensorf-vm", {"resolution": 48, "components": 8, "learning_rate": 5e-2,
                                                     "network_learning_rate": 5e-3}, 150, 30.0),
     "hashgrid-hashgrid": ("hashgrid", "hashgrid", SMALL_HASHGRID, 150, 27.0),
+    "hashgrid-tensorf-cp": ("hashgrid", "tensorf-cp", {"resolution": 32, "components": 4, "learning_rate": 5e-2,
+                                                        "network_learning_rate": 5e-3}, 150, 0.0),
+    "voxels-voxels": ("voxels", "voxels", {"resolution": 32, "tv_voxels": 4096, "learning_rate": 0.15}, 150, 0.0),
 }
 UNTRAINED_CEILING = 21.0  # an untrained student must score below this, or the floors above prove nothing
 FAST_CONVERT = ConvertConfig(batch_rays=256, eval_views=3, eval_resolution=32, checkpoint_seconds=1e9)

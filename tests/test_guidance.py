@@ -10,7 +10,7 @@ import torch
 
 from fieldkit.errors import FieldkitError
 from fieldkit.guidance.base import add_noise
-from fieldkit.guidance.bsd import BSD, balanced_direction, min_norm_weight
+from fieldkit.guidance.bsd import BSD, combine, min_norm_weight
 from fieldkit.guidance.cfg import NoisePredictions, predict_noises
 from fieldkit.guidance.lora import adapted_copy, trainable_parameters
 from fieldkit.guidance.prior import load_prior
@@ -143,7 +143,7 @@ def test_bsd_weight_is_the_clipped_minimum_norm_point():
     along = torch.ones(1, 50)
     assert float(min_norm_weight(3 * along, along)) == 0.0
     assert float(min_norm_weight(torch.zeros(1, 50), along)) == 1.0
-    combined, _ = balanced_direction(classifier, smoothing)
+    combined = combine(classifier, smoothing, weight)
     assert (combined.norm(dim=-1) <= torch.minimum(classifier.norm(dim=-1), smoothing.norm(dim=-1)) + 1e-5).all()
 
 
