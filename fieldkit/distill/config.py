@@ -26,7 +26,7 @@ STAGES = ("feature", "point", "pixel")
 @dataclass
 class ConvertConfig:
     steps: int = 900
-    """distillation steps (900 take 1-5 minutes on a 2-core CPU; a hash-grid teacher costs most)"""
+    """distillation steps (900 take 2-5.5 minutes on a 2-core CPU; a hash-grid teacher costs most)"""
     batch_rays: int = 2048
     """synthetic rays per step"""
     feature_start: float = 0.0
