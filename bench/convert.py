@@ -28,10 +28,7 @@ from fieldkit.atomic import write_text
 from fieldkit.data import load_dataset
 from fieldkit.distill import ConvertConfig, Converter
 from fieldkit.fields import ARCHITECTURES
-from fieldkit.train import TrainConfig, Trainer, evaluate
-
-PROBE_VIEWS = 4  # test views per probe, spread over the test split
-
+from fieldkit.train import TrainConfig, Trainer, evaluate, first_time_reaching, probe_views
 
 def teacher_path(directory: Path, architecture: str) -> Path:
     """A teacher trained with `fieldkit train`'s defaults on the default scene (trained once)."""
@@ -52,7 +49,7 @@ class PSNRProbe:
 
     def __init__(self, run, every: int):
         test_set = load_dataset(DEFAULT_SCENE, "test")
-        views = list(range(0, len(test_set), max(len(test_set) // PROBE_VIEWS, 1)))[:PROBE_VIEWS]
+        views = probe_views(test_set)
         self.run, self.every, self.history = run, every, []
         self.score = lambda model: evaluate(model, test_set, views)["psnr"]
 
@@ -62,10 +59,6 @@ class PSNRProbe:
             model.eval()
             self.history.append((step, self.run.seconds, self.score(model)))
             model.train()
-
-
-def first_time_reaching(history: list[tuple], target: float) -> float | None:
-    return next((seconds for _, seconds, psnr in history if psnr >= target), None)
 
 
 def headline(teachers: Path, probe_every: int, steps: int) -> dict:

@@ -19,14 +19,9 @@ import torch
 from fieldkit.atomic import write_text
 from fieldkit.fields import ARCHITECTURES
 from fieldkit.scenes import DEFAULT_SCENE, names
-from fieldkit.train import TrainConfig, Trainer
+from fieldkit.train import TrainConfig, Trainer, first_time_reaching
 
 TARGETS = (25.0, 28.0)
-
-
-def first_time_reaching(history: list[tuple[int, float, float]], target: float) -> float | None:
-    """Optimisation seconds at the first probe at or above `target`; None if never reached."""
-    return next((seconds for _, seconds, psnr in history if psnr >= target), None)
 
 
 def run_one(scene: str, architecture: str, eval_every: int) -> dict:

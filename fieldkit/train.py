@@ -151,6 +151,19 @@ def make_trainer(source: str, architecture: str, out: str | Path, config: TrainC
     return Trainer(source, architecture, out, config, overrides)
 
 
+PROBE_VIEWS = 4  # test views of a periodic probe, spread over the test split
+
+
+def probe_views(dataset: Dataset) -> list[int]:
+    """The indices of `PROBE_VIEWS` test views spread over `dataset`, for cheap periodic scores."""
+    return list(range(0, len(dataset), max(len(dataset) // PROBE_VIEWS, 1)))[:PROBE_VIEWS]
+
+
+def first_time_reaching(history: list[tuple[int, float, float]], target: float) -> float | None:
+    """Optimisation seconds at the first (step, seconds, PSNR) probe at or above `target`; None if never."""
+    return next((seconds for _, seconds, psnr in history if psnr >= target), None)
+
+
 class ResumableRun:
     """What `train` and `convert` share: a run directory, an optimiser whose learning rate
     decays over `steps`, a seeded generator, atomic checkpoints and the interruptible loop.
@@ -300,7 +313,7 @@ class Trainer(ResumableRun):
         if finished is not None:
             return finished
         self._on_eval = on_eval
-        self._eval_views = list(range(0, len(self.test_set), max(len(self.test_set) // 4, 1)))[:4]
+        self._eval_views = probe_views(self.test_set)
         self._status = {"psnr_test": float("nan"), "ssim_test": float("nan")}
 
         def step() -> dict:
