@@ -79,13 +79,13 @@ def cmd_train(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from fieldkit.distill import ConvertConfig, Converter
+    from fieldkit.distill import ConvertConfig, make_converter
 
     def log(line: str) -> None:
         print(f"fieldkit: {line}", file=sys.stderr)
 
-    converter = Converter(args.teacher, args.to, args.out, dataclass_from_args(ConvertConfig, args),
-                          _parse_overrides(args.set), log=log)
+    converter = make_converter(args.teacher, args.to, args.out, dataclass_from_args(ConvertConfig, args),
+                               _parse_overrides(args.set), log=log)
     if converter.resuming:
         log(f"resuming the run in {args.out}")
     with live_view(args, converter, "convert"):
@@ -184,9 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(train, TrainConfig, "override one architecture setting, e.g. --set log2_table_size=19")
     train.set_defaults(run=cmd_train)
 
-    convert = verbs.add_parser("convert", help="distil a field into another architecture (PVD)")
-    convert.add_argument("teacher", help="the teacher's field asset (.safetensors)")
-    convert.add_argument("--to", required=True, help=f"student architecture, one of: {', '.join(ARCHITECTURES)}")
+    convert = verbs.add_parser("convert", help="distil a field or splats into another representation (PVD)")
+    convert.add_argument("teacher", help="the teacher: a field or splat asset (.safetensors), or a 3DGS .ply")
+    convert.add_argument("--to", required=True,
+                         help=f"student representation, one of: {', '.join(ARCHITECTURES)}, gaussians")
     _add_run_options(convert, ConvertConfig, "override one student architecture setting, e.g. --set width=256")
     convert.set_defaults(run=cmd_convert)
 

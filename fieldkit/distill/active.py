@@ -22,9 +22,9 @@ OPAQUE_ALPHA = 0.5
 class HardestPool:
     """Rows of several same-length tensors, keeping the `capacity` rows of highest error."""
 
-    def __init__(self, capacity: int, widths: tuple[int, ...]):
+    def __init__(self, capacity: int, widths: tuple[int, ...], dtype: torch.dtype = torch.float32):
         self.capacity = capacity
-        self.columns = [torch.empty(0, width) for width in widths]
+        self.columns = [torch.empty(0, width, dtype=dtype) for width in widths]
         self.errors = torch.empty(0)  # [P]
 
     def __len__(self) -> int:

@@ -32,14 +32,15 @@ def _recording(model: RadianceField, record: dict, key: str):
 
 
 def distill_rays(teacher: RadianceField, student: RadianceField, stages: list[str], origins: Tensor,
-                 directions: Tensor, jitter: Tensor, density_weight: float, point_focus: float = 0.0
-                 ) -> BatchLosses | None:
+                 directions: Tensor, jitter: Tensor, density_weight: float, point_focus: float = 0.0,
+                 colours: Tensor | None = None) -> BatchLosses | None:
     """Renders the rays with both fields -> the stage losses; None when no ray met anything.
 
     Both renders take their samples from the teacher's grid and visibility, so the student
     is queried at exactly the teacher's points, in the same order. With `point_focus` > 0 the
     point loss adds that weight times its mean over the teacher's visible surface samples
-    (PVD-AL's point level).
+    (PVD-AL's point level). `colours` [R, 3], when given, are the rays' target colours in place
+    of the teacher's volume render (a splat teacher's own renders).
     """
     record: dict[str, FieldOutput] = {}
     common = (teacher.field.log_density, teacher.grid, origins, directions, teacher.background,
@@ -50,7 +51,7 @@ def distill_rays(teacher: RadianceField, student: RadianceField, stages: list[st
         return None
     output = render_rays(_recording(student, record, "student"), *common)
     taught, learned = record["teacher"], record["student"]
-    ray_errors = (output.rgb - target.rgb).square().sum(dim=-1)  # [R]
+    ray_errors = (output.rgb - (target.rgb if colours is None else colours)).square().sum(dim=-1)  # [R]
     errors = point_errors(taught, learned, density_weight)  # [M]
     point = errors.mean()
     if point_focus > 0:

@@ -25,8 +25,9 @@ STAGES = ("feature", "point", "pixel")
 
 @dataclass
 class ConvertConfig:
-    steps: int = 900
-    """distillation steps (900 take 2-5.5 minutes on a 2-core CPU; a hash-grid teacher costs most)"""
+    steps: int = 0
+    """distillation steps (0: the student's default, 900 for a field (2-5.5 minutes on a 2-core CPU;
+    a hash-grid teacher costs most) and 3000 for splats)"""
     batch_rays: int = 2048
     """synthetic rays per step"""
     feature_start: float = 0.0
@@ -65,10 +66,14 @@ class ConvertConfig:
     """active: size of a revisit's perturbation, as a fraction of the rig's size"""
     point_focus: float = 1.0
     """active: extra weight of the point loss on the visible surface samples of opaque rays"""
+    views: int = 100
+    """whole teacher renders that splats learn from (a splat student), or that give a field
+    student its pixels (a splat teacher)"""
     eval_views: int = 4
     """held-out synthetic views for psnr_vs_teacher (a turntable, never used for training)"""
     eval_resolution: int = 64
-    """pixels per side of the held-out views"""
+    """pixels per side of the held-out views of a field student (splats are scored at the scale of
+    the views they learned from)"""
     final_lr_fraction: float = 0.1
     """learning rate at the last step, as a fraction of the first"""
     checkpoint_seconds: float = 30.0

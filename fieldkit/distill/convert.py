@@ -8,20 +8,23 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
-from fieldkit.data import load_dataset
-from fieldkit.distill.active import HardestPool
 from fieldkit.distill.batch import distill_rays
 from fieldkit.distill.config import ConvertConfig
-from fieldkit.distill.evaluation import compare_to_teacher
+from fieldkit.distill.evaluation import compare_to_teacher, teacher_test_set
 from fieldkit.distill.sampling import choose_rig
+from fieldkit.distill.sources import ActiveShares, RenderedRays, RigRays
+from fieldkit.distill.splat_teacher import SplatTeacher
 from fieldkit.distill.stages import shared_stages
 from fieldkit.distill.student import inherit_colour_head, load_teacher, make_student
+from fieldkit.distill.views import teacher_views
 from fieldkit.errors import FieldkitError
 from fieldkit.fields import field_class, make_config
 from fieldkit.metrics import mse_to_psnr
 from fieldkit.train import ResumableRun, RunDirectory, evaluate
+
+
+DEFAULT_STEPS = 900
 
 
 class Converter(ResumableRun):
@@ -49,11 +52,17 @@ class Converter(ResumableRun):
         self.optimizer = torch.optim.Adam(self.student.field.optimizer_groups(), eps=1e-15)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.generator = torch.Generator().manual_seed(config.seed)
-        # rows: origin, direction, eye, target of each hard ray / eye, target of each hard pose
-        self.hard_rays = HardestPool(config.batch_rays, (3, 3, 3, 3))
-        self.hard_poses = HardestPool(config.batch_rays, (3, 3))
+        if isinstance(self.teacher, SplatTeacher):
+            self.note(f"splat teacher: pixels from {config.views} renders of the splats, points from their "
+                      "baked volume")
+            views = teacher_views(self.teacher, self.rig, config.views, torch.Generator().manual_seed(config.seed))
+            self.rays = RenderedRays(views, config.batch_rays)
+        else:
+            self.rays = RigRays(self.rig, config.batch_rays)
+        self.active_shares = ActiveShares(config.replay_fraction, config.revisit_fraction,
+                                          config.revisit_jitter) if config.active else ActiveShares()
         self.schedule = config.schedule()
-        self.steps, self.step, self.seconds = config.steps, 0, 0.0
+        self.steps, self.step, self.seconds = config.steps or DEFAULT_STEPS, 0, 0.0
 
     @property
     def model(self):  # what ResumableRun optimises and checkpoints
@@ -63,24 +72,12 @@ class Converter(ResumableRun):
         self.notes.append(line)
         self.log(line)
 
-    def _batch(self) -> tuple[Tensor, ...]:
-        """Origins, directions, eyes, targets [R, 3]: replayed hard rays, rays of perturbed hard
-        poses (both only with active learning), and fresh poses for the rest of the batch."""
-        config, total = self.config, self.config.batch_rays
-        replay, revisit = (config.replay_fraction, config.revisit_fraction) if config.active else (0.0, 0.0)
-        replayed = self.hard_rays.draw(int(total * replay), self.generator)
-        eyes, targets = self.rig.perturbed(*self.hard_poses.draw(int(total * revisit), self.generator),
-                                           config.revisit_jitter, self.generator)
-        fresh_eyes, fresh_targets = self.rig.poses(total - replayed[0].shape[0] - eyes.shape[0], self.generator)
-        eyes, targets = torch.cat([eyes, fresh_eyes]), torch.cat([targets, fresh_targets])
-        rows = (*self.rig.rays(eyes, targets, self.generator), eyes, targets)
-        return tuple(torch.cat([old, new]) for old, new in zip(replayed, rows))
-
     def distill_step(self) -> dict:
-        origins, directions, eyes, targets = self._batch()
-        jitter = torch.rand(origins.shape[0], generator=self.generator)
-        losses = distill_rays(self.teacher, self.student, self.stages, origins, directions, jitter,
-                              self.config.density_weight, self.config.point_focus if self.config.active else 0.0)
+        batch = self.rays.batch(self.config.batch_rays, self.active_shares, self.generator)
+        jitter = torch.rand(batch.origins.shape[0], generator=self.generator)
+        losses = distill_rays(self.teacher, self.student, self.stages, batch.origins, batch.directions, jitter,
+                              self.config.density_weight, self.config.point_focus if self.config.active else 0.0,
+                              batch.colours)
         if losses is None:  # every ray missed the occupied cells: nothing to learn from
             return {}
         progress = self.step / max(self.steps, 1)
@@ -88,8 +85,7 @@ class Converter(ResumableRun):
         loss = weights["feature"] * losses.feature + weights["point"] * losses.point + weights["pixel"] * losses.pixel
         self.apply_gradients(loss, "distillation loss")
         if self.config.active:
-            self.hard_rays.offer((origins, directions, eyes, targets), losses.ray_errors)
-            self.hard_poses.offer((eyes, targets), losses.ray_errors)
+            self.rays.offer(batch, losses.ray_errors)
         # two short figures: the progress line must fit 80 columns in a log
         return {"loss": loss.item(), "psnr": mse_to_psnr(losses.pixel.item())}
 
@@ -102,14 +98,9 @@ class Converter(ResumableRun):
 
     def _test_scores(self) -> dict:
         """PSNR against the real test images, when the teacher says where its dataset is."""
-        source = self.teacher.dataset.get("source")
-        if not source:
-            self.note("the teacher carries no dataset: psnr_test skipped")
-            return {}
-        try:
-            test_set = load_dataset(source, "test", background=self.teacher.background.tolist())
-        except (FieldkitError, OSError) as error:
-            self.note(f"the teacher's dataset cannot be read ({error}): psnr_test skipped")
+        test_set, why_not = teacher_test_set(self.teacher)
+        if test_set is None:
+            self.note(why_not)
             return {}
         return {"psnr_test": evaluate(self.student, test_set)["psnr"]}
 
@@ -126,3 +117,13 @@ class Converter(ResumableRun):
                     "active": self.config.active, "rig": self.rig.name,
                     "parameters": sum(p.numel() for p in self.student.field.parameters()), "notes": self.notes}
         return self.write_results(metrics)
+
+
+def make_converter(teacher_path: str | Path, architecture: str, out: str | Path, config: ConvertConfig,
+                   overrides: dict | None = None, log: Callable[[str], None] = lambda line: None) -> ResumableRun:
+    """The run that converts the teacher into `architecture`: splat students have their own."""
+    if architecture == "gaussians":
+        from fieldkit.gaussians.from_field import SplatDistiller  # it imports this package: import it late
+
+        return SplatDistiller(teacher_path, out, config, overrides, log)
+    return Converter(teacher_path, architecture, out, config, overrides, log)

@@ -97,7 +97,7 @@ class BoxRig(CameraRig):
         return eyes, eyes + self.focus * forwards / forwards.norm(dim=-1, keepdim=True)
 
 
-def _dataset_cameras(dataset: dict) -> Cameras | None:
+def dataset_cameras(dataset: dict) -> Cameras | None:
     """The teacher's training cameras (its test cameras when the split has no file), if readable."""
     source = dataset.get("source")
     if not source:
@@ -117,7 +117,7 @@ def choose_rig(requested: str, aabb: Tensor, dataset: dict) -> CameraRig:
     is above the centre, else the whole sphere (also the choice without a dataset)."""
     if requested not in (*RIGS, "auto"):
         raise FieldkitError(f"unknown rig '{requested}'; choose {', '.join(RIGS)} or auto")
-    cameras = _dataset_cameras(dataset) if requested in ("box", "auto") else None
+    cameras = dataset_cameras(dataset) if requested in ("box", "auto") else None
     if requested == "box" and cameras is None:
         raise FieldkitError("the box rig needs the teacher's dataset cameras, and the teacher carries none")
     if cameras is not None:

@@ -9,15 +9,21 @@ import torch
 from fieldkit.errors import FieldkitError
 from fieldkit.fields import make_field
 from fieldkit.fields.base import GeometryVectorField
+from fieldkit.gaussians import Splats
 from fieldkit.io import load
 from fieldkit.radiance import RadianceField
 from fieldkit.render.occupancy import OccupancyGrid
 
 
 def load_teacher(path: str | Path) -> RadianceField:
+    """A field asset as it is; splats (an asset or a 3DGS .ply) as a `SplatTeacher`."""
     model = load(path)
+    if isinstance(model, Splats):
+        from fieldkit.distill.splat_teacher import SplatTeacher  # bakes splats: import it when needed
+
+        model = SplatTeacher(model.requires_grad_(False).eval())
     if not isinstance(model, RadianceField):
-        raise FieldkitError(f"{path} holds {model.kind}, not a field; convert needs a field asset as teacher")
+        raise FieldkitError(f"{path} holds {model.kind}, which convert cannot use as a teacher")
     return model.requires_grad_(False).eval()
 
 

@@ -10,17 +10,18 @@ The run writes splats.safetensors (the fieldkit asset) and splats.ply (for other
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from fieldkit.data import load_dataset
+from fieldkit.data import Dataset, load_dataset
 from fieldkit.errors import FieldkitError
 from fieldkit.gaussians.asset import save_splats_asset, splat_tensors, splats_from_tensors, splats_header
 from fieldkit.gaussians.densify import DensifyConfig, ScreenGradientStats, densify_and_prune, reset_opacities
 from fieldkit.gaussians.initialise import random_points, splats_from_points
-from fieldkit.gaussians.model import MAX_SH_DEGREE, PARAMETER_NAMES
+from fieldkit.gaussians.model import MAX_SH_DEGREE, PARAMETER_NAMES, Splats
 from fieldkit.gaussians.ply import write_ply
 from fieldkit.io import read_tensors, write_tensors
 from fieldkit.metrics import structural_similarity
@@ -29,8 +30,8 @@ from fieldkit.train import (CHECKPOINT_NAME, RunDirectory, TrainConfig, Trainer,
 
 ASSET_NAME = "splats.safetensors"
 PLY_NAME = "splats.ply"
-# not yet tuned: 128 px tabletop runs about 1.5 s a step on one loaded core (10k splats), so
-# 3000 steps take over an hour; the 27 dB in 15 minutes target needs a faster rasterizer first
+# 128 px tabletop: 1500 steps took 282 s to 33.3 dB on the 2-core CPU (bench/splats.py has
+# the default's figures); the SH degree reaches 3 at step 3000
 DEFAULT_STEPS = 3000
 # 3DGS's scene extent: the radius of the camera centres around their mean, plus 10%
 EXTENT_MARGIN = 1.1
@@ -89,27 +90,38 @@ class SplatTrainer(Trainer):
     asset_name = ASSET_NAME
 
     def __init__(self, source: str, out: str | Path, config: TrainConfig, overrides: dict | None = None):
+        train_set = load_dataset(source, "train", downscale=config.downscale)
+        test_set = load_dataset(source, "test", downscale=config.downscale)
+        self.prepare(out, config, overrides, {"source": str(source)}, lambda: (train_set, test_set))
+
+    def prepare(self, out: str | Path, config: TrainConfig, overrides: dict | None, request: dict,
+                datasets: Callable[[], tuple[Dataset, Dataset]]) -> None:
+        """Claims the run directory for `request`, then gets the (train, test) datasets and the
+        initial splats; `datasets` runs only once the directory is known to be this run's."""
         self.config = config
         self.run = RunDirectory(out)
         self.splat_config, self.densify = _with_overrides([SplatConfig(), DensifyConfig()], overrides or {})
         if not 0 <= self.splat_config.sh_degree <= MAX_SH_DEGREE:
             raise FieldkitError(f"sh_degree must be 0 to {MAX_SH_DEGREE}, got {self.splat_config.sh_degree}")
         self.steps = config.steps or DEFAULT_STEPS
-        self.train_set = load_dataset(source, "train", downscale=config.downscale)
-        self.test_set = load_dataset(source, "test", downscale=config.downscale)
-        request = {"source": str(source), "architecture": "gaussians", "splat_config": asdict(self.splat_config),
-                   "densify_config": asdict(self.densify), "train_config": asdict(config)}
+        request = request | {"architecture": "gaussians", "splat_config": asdict(self.splat_config),
+                             "densify_config": asdict(self.densify), "train_config": asdict(config)}
         self.resuming = self.run.claim(request)
+        self.train_set, self.test_set = datasets()
         self.extent = scene_extent(self.train_set.cameras.positions)
         self.generator = torch.Generator().manual_seed(config.seed)
-        points = random_points(self.train_set.aabb, self.splat_config.initial_splats, self.generator)
-        colours = torch.rand(len(points), 3, generator=self.generator)
-        self.model = splats_from_points(points, colours, self.splat_config.initial_opacity,
-                                        self.splat_config.sh_degree, self.train_set.background)
+        self.model = self.initial_splats()
         self.model.dataset = {"name": self.train_set.name, "source": self.train_set.source,
                               "train_views": len(self.train_set), "test_views": len(self.test_set)}
         self._start_optimizer()
         self.step, self.seconds = 0, 0.0
+
+    def initial_splats(self) -> Splats:
+        """Random points in the scene bounds with random colours (3DGS's start without a point cloud)."""
+        points = random_points(self.train_set.aabb, self.splat_config.initial_splats, self.generator)
+        colours = torch.rand(len(points), 3, generator=self.generator)
+        return splats_from_points(points, colours, self.splat_config.initial_opacity, self.splat_config.sh_degree,
+                                  self.train_set.background)
 
     def _start_optimizer(self) -> None:
         rates = {name: getattr(self.splat_config, f"{name}_lr") for name in PARAMETER_NAMES}

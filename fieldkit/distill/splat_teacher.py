@@ -1,0 +1,69 @@
+"""Splats as a conversion teacher.
+
+The converter asks a teacher for density and colour at points (the point stages), for an
+occupancy grid to place samples with, and for images. Splats answer the first two through
+their baked volume (fieldkit.gaussians.density) and the last with their own rasterizer, so
+students match the splats' images, not the volume's approximation of them.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from fieldkit.cameras import Cameras
+from fieldkit.data import load_dataset
+from fieldkit.errors import FieldkitError
+from fieldkit.gaussians import Splats
+from fieldkit.gaussians.density import occupancy_from_field, splat_volume_field
+from fieldkit.radiance import RadianceField
+from fieldkit.render.splats import LOW_PASS
+from fieldkit.render.volume import RenderOutput
+from fieldkit.train import DEFAULT_SAMPLES_PER_DIAGONAL
+
+OCCUPANCY_RESOLUTION = 64
+BOUNDS_MARGIN = 0.05  # without a dataset, the splat centres' box grows by this fraction per side
+
+
+def splat_scene(splats: Splats) -> tuple[Tensor, float]:
+    """The box [2, 3] to bake the splats in, and the world-space spread the rasterizer's
+    low-pass filter gives them at the distance and focal length of their training cameras.
+
+    Both come from the splats' dataset when it can be read; else the box is around the splat
+    centres and the spread is left out (the bake then widens by half a voxel only).
+    """
+    source = splats.dataset.get("source")
+    if source:
+        try:
+            dataset = load_dataset(source, "train")
+        except (FieldkitError, OSError):
+            dataset = None
+        if dataset is not None:
+            cameras = dataset.cameras
+            distance = (cameras.positions - dataset.aabb.mean(dim=0)).norm(dim=-1)
+            return dataset.aabb, float((distance / cameras.fx).median()) * math.sqrt(LOW_PASS)
+    low, high = splats.aabb
+    margin = BOUNDS_MARGIN * (high - low)
+    return torch.stack([low - margin, high + margin]), 0.0
+
+
+class SplatTeacher(RadianceField):
+    """The splats' baked volume as the field, and the splats themselves for `render`."""
+
+    def __init__(self, splats: Splats):
+        aabb, footprint = splat_scene(splats)
+        field = splat_volume_field(splats, aabb, footprint=footprint)
+        step_size = float((aabb[1] - aabb[0]).norm()) / DEFAULT_SAMPLES_PER_DIAGONAL["voxels"]
+        super().__init__(field, occupancy_from_field(field, OCCUPANCY_RESOLUTION, step_size), step_size,
+                         splats.background)
+        self.splats = splats
+        self.metrics, self.dataset = dict(splats.metrics), dict(splats.dataset)
+
+    @property
+    def architecture(self) -> str:
+        return self.splats.architecture
+
+    @torch.no_grad()
+    def render(self, cameras: Cameras, background: Tensor | None = None, chunk: int = 0) -> RenderOutput:
+        return self.splats.render(cameras, background)
