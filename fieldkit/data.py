@@ -47,6 +47,7 @@ class Dataset:
     background: Tensor  # [3]
     image_names: list[str]
     source: str
+    point_cloud: Path | None = None  # a sparse point cloud .ply of the scene (nerfstudio's ply_file_path)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -137,7 +138,7 @@ def load_dataset(source: str | os.PathLike, split: str = "train", *, background=
               for index, image_path in enumerate(image_paths)]
     return Dataset(name=name, split=split, images=images, cameras=cameras, aabb=_scene_aabb(scene),
                    background=background, image_names=[transforms.stem(i) for i in range(len(images))],
-                   source=str(path))
+                   source=str(path), point_cloud=_point_cloud(scene))
 
 
 def load_cameras(path: str | os.PathLike, *, downscale: float = 1.0) -> tuple[Cameras, list[str]]:
@@ -361,6 +362,16 @@ def _resize_area(rgb: np.ndarray, width: int, height: int) -> np.ndarray:  # [H,
     channels = [Image.fromarray(np.ascontiguousarray(rgb[..., channel])).resize((width, height), Image.Resampling.BOX)
                 for channel in range(3)]
     return np.stack([np.asarray(channel) for channel in channels], axis=-1)
+
+
+def _point_cloud(scene: _Transforms) -> Path | None:
+    """The point cloud a transforms file names (nerfstudio's "ply_file_path"), which must exist."""
+    if "ply_file_path" not in scene.document:
+        return None
+    path = scene.path.parent / str(scene.document["ply_file_path"]).replace("\\", "/")
+    if not path.is_file():
+        raise FieldkitError(f"{scene.path}: ply_file_path names {path}, which does not exist")
+    return path
 
 
 def _scene_aabb(scene: _Transforms) -> Tensor:  # [2, 3]

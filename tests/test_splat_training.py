@@ -257,3 +257,61 @@ def test_an_unknown_splat_setting_is_one_error(tiny_dataset, tmp_path, capsys):
     assert main(["train", str(tiny_dataset), "--arch", "gaussians", "--out", str(tmp_path / "r"),
                  "--set", "initial_splat=3"]) == 2
     assert "gaussians has no setting 'initial_splat'" in capsys.readouterr().err
+
+
+# -- point cloud initialisation ----------------------------------------------------------------
+
+def dataset_with_point_cloud(tiny_dataset, tmp_path, cloud: bytes | None) -> str:
+    """A copy of the tiny dataset whose transforms_train.json names sparse_pc.ply (nerfstudio's key)."""
+    import shutil
+
+    copy = tmp_path / "scene"
+    shutil.copytree(tiny_dataset, copy)
+    transforms = json.loads((copy / "transforms_train.json").read_text())
+    (copy / "transforms_train.json").write_text(json.dumps(transforms | {"ply_file_path": "sparse_pc.ply"}))
+    if cloud is not None:
+        (copy / "sparse_pc.ply").write_bytes(cloud)
+    return str(copy)
+
+
+def point_cloud_ply(points, colours) -> bytes:
+    """A binary point cloud as COLMAP exports it: float x y z, uchar red green blue."""
+    import numpy as np
+
+    header = ("ply\nformat binary_little_endian 1.0\n" f"element vertex {len(points)}\n"
+              "property float x\nproperty float y\nproperty float z\n"
+              "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n")
+    table = np.zeros(len(points), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"),
+                                         ("blue", "u1")])
+    for index, name in enumerate("xyz"):
+        table[name] = points[:, index]
+    for index, name in enumerate(("red", "green", "blue")):
+        table[name] = colours[:, index]
+    return header.encode() + table.tobytes()
+
+
+def test_training_starts_from_the_datasets_point_cloud(tiny_dataset, tmp_path):
+    generator = torch.Generator().manual_seed(3)
+    points = torch.rand(50, 3, generator=generator) - 0.5
+    colours = torch.randint(0, 256, (50, 3), generator=generator)
+    source = dataset_with_point_cloud(tiny_dataset, tmp_path, point_cloud_ply(points.numpy(), colours.numpy()))
+    trainer = SplatTrainer(source, tmp_path / "run", FAST, FAST_SPLATS)
+    assert len(trainer.model) == 50  # not initial_splats=300
+    torch.testing.assert_close(trainer.model.means.detach(), points)
+    rgb = trainer.model.sh_dc.detach() * 0.28209479177387814 + 0.5
+    torch.testing.assert_close(rgb, colours.float() / 255, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("cloud, message", [
+    (None, "does not exist"),
+    (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\n"
+     b"end_header\n0 0 0\n", "binary"),
+    (b"ply\nformat binary_little_endian 1.0\nelement vertex 9\nproperty float x\nproperty float y\n"
+     b"property float z\nend_header\n" + bytes(12), "truncated"),
+])
+def test_a_bad_point_cloud_is_one_clear_error(tiny_dataset, tmp_path, capsys, cloud, message):
+    source = dataset_with_point_cloud(tiny_dataset, tmp_path, cloud)
+    assert main(["train", source, "--arch", "gaussians", "--out", str(tmp_path / "run"), "--steps", "5"]) != 0
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0] and error[0].startswith("fieldkit: error:")
+    assert not (tmp_path / "run").exists()

@@ -63,17 +63,17 @@ def _parse_header(data: bytes, path: Path) -> _Header:
     return _Header(file_format, elements, newline + 1)
 
 
-def _vertex_dtype(header: _Header, path: Path) -> np.dtype:
+def _vertex_dtype(header: _Header, path: Path, holding: str = "splats") -> np.dtype:
     """The numpy record type of one vertex; checks that the file is binary and vertices come first."""
     if header.format not in _BYTE_ORDERS:
-        raise FieldkitError(f"{path} is a '{header.format}' PLY; splat files are binary "
+        raise FieldkitError(f"{path} is a '{header.format}' PLY; {holding} files are read in binary "
                             f"(re-export it as binary_little_endian)")
     if not header.elements or header.elements[0].name != "vertex":
-        raise FieldkitError(f"{path} does not start with a vertex element, so it holds no splats")
+        raise FieldkitError(f"{path} does not start with a vertex element, so it holds no {holding}")
     columns = []
     for words in header.elements[0].properties:
         if words[0] == "list" or len(words) != 2 or words[0] not in _PLY_TYPES:
-            raise FieldkitError(f"{path} has a vertex property '{' '.join(words)}' that no splat file has")
+            raise FieldkitError(f"{path} has a vertex property '{' '.join(words)}' that no {holding} file has")
         columns.append((words[1], _BYTE_ORDERS[header.format] + _PLY_TYPES[words[0]]))
     try:
         return np.dtype(columns)
@@ -100,15 +100,15 @@ def _check_splat_properties(names: tuple[str, ...], path: Path) -> None:
         raise FieldkitError(f"{path} is missing splat properties: {', '.join(missing)}")
 
 
-def _vertices(data: bytes, header: _Header, dtype: np.dtype, path: Path) -> np.ndarray:
+def _vertices(data: bytes, header: _Header, dtype: np.dtype, path: Path, holding: str = "splats") -> np.ndarray:
     count = header.elements[0].count
     needed, available = count * dtype.itemsize, len(data) - header.data_offset
     if available < needed:
-        raise FieldkitError(f"{path} is truncated: its header declares {count} splats ({needed} bytes) "
+        raise FieldkitError(f"{path} is truncated: its header declares {count} {holding} ({needed} bytes) "
                             f"but only {available} bytes of data follow")
     if len(header.elements) == 1 and available > needed:
-        raise FieldkitError(f"{path} holds {available} bytes of splat data but its header declares {count} "
-                            f"splats ({needed} bytes): a wrong vertex count or a corrupt file")
+        raise FieldkitError(f"{path} holds {available} bytes of vertex data but its header declares {count} "
+                            f"{holding} ({needed} bytes): a wrong vertex count or a corrupt file")
     return np.frombuffer(data, dtype=dtype, count=count, offset=header.data_offset)
 
 
@@ -133,6 +133,31 @@ def read_ply(path: str | Path) -> Splats:
     return checked_splats(path, columns(*_POSITION), columns("scale_0", "scale_1", "scale_2"),
                           columns("rot_0", "rot_1", "rot_2", "rot_3"), columns("opacity")[:, 0],
                           columns("f_dc_0", "f_dc_1", "f_dc_2"), sh_rest)
+
+
+def read_point_cloud(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Points [N, 3] and, when the vertices have red, green and blue, colours [N, 3] in [0, 1]
+    (8-bit channels are divided by 255) of a binary point cloud .ply, as COLMAP and nerfstudio
+    write them."""
+    path = Path(path)
+    data = file_bytes(path)
+    header = _parse_header(data, path)
+    dtype = _vertex_dtype(header, path, "points")
+    missing = [name for name in _POSITION if name not in dtype.names]
+    if missing:
+        raise FieldkitError(f"{path} is not a point cloud: its vertices have no {', '.join(missing)}")
+    vertices = _vertices(data, header, dtype, path, "points")
+    if len(vertices) == 0:
+        raise FieldkitError(f"{path} holds no points")
+    points = np.stack([vertices[name] for name in _POSITION], axis=-1).astype(np.float32)
+    if not np.isfinite(points).all():
+        raise FieldkitError(f"{path} has points that are NaN or infinite")
+    if not {"red", "green", "blue"} <= set(dtype.names):
+        return torch.from_numpy(points), None
+    colours = np.stack([vertices[name] for name in ("red", "green", "blue")], axis=-1).astype(np.float32)
+    if dtype["red"].kind == "u" and dtype["red"].itemsize == 1:
+        colours /= 255
+    return torch.from_numpy(points), torch.from_numpy(colours.clip(0, 1))
 
 
 def write_ply(splats: Splats, path: str | Path) -> None:

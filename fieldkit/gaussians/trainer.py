@@ -22,7 +22,7 @@ from fieldkit.gaussians.asset import save_splats_asset, splat_tensors, splats_fr
 from fieldkit.gaussians.densify import DensifyConfig, ScreenGradientStats, densify_and_prune, reset_opacities
 from fieldkit.gaussians.initialise import random_points, splats_from_points
 from fieldkit.gaussians.model import MAX_SH_DEGREE, PARAMETER_NAMES, Splats
-from fieldkit.gaussians.ply import write_ply
+from fieldkit.gaussians.ply import read_point_cloud, write_ply
 from fieldkit.io import read_tensors, write_tensors
 from fieldkit.metrics import structural_similarity
 from fieldkit.train import (CHECKPOINT_NAME, RunDirectory, TrainConfig, Trainer, evaluate,
@@ -40,7 +40,7 @@ EXTENT_MARGIN = 1.1
 @dataclass
 class SplatConfig:
     initial_splats: int = 10000
-    """splats placed at random in the scene bounds at the start"""
+    """splats placed at random in the scene bounds at the start (when the dataset has no point cloud)"""
     initial_opacity: float = 0.1
     """opacity of every initial splat"""
     sh_degree: int = 3
@@ -92,6 +92,8 @@ class SplatTrainer(Trainer):
     def __init__(self, source: str, out: str | Path, config: TrainConfig, overrides: dict | None = None):
         train_set = load_dataset(source, "train", downscale=config.downscale)
         test_set = load_dataset(source, "test", downscale=config.downscale)
+        # read before the run directory is claimed: a bad file leaves nothing behind
+        self.point_cloud = read_point_cloud(train_set.point_cloud) if train_set.point_cloud else None
         self.prepare(out, config, overrides, {"source": str(source)}, lambda: (train_set, test_set))
 
     def prepare(self, out: str | Path, config: TrainConfig, overrides: dict | None, request: dict,
@@ -117,9 +119,14 @@ class SplatTrainer(Trainer):
         self.step, self.seconds = 0, 0.0
 
     def initial_splats(self) -> Splats:
-        """Random points in the scene bounds with random colours (3DGS's start without a point cloud)."""
-        points = random_points(self.train_set.aabb, self.splat_config.initial_splats, self.generator)
-        colours = torch.rand(len(points), 3, generator=self.generator)
+        """The dataset's point cloud when it has one (3DGS starts from COLMAP's points), else
+        `initial_splats` random points in the scene bounds; random colours where none are given."""
+        if self.point_cloud is not None:
+            points, colours = self.point_cloud
+        else:
+            points, colours = random_points(self.train_set.aabb, self.splat_config.initial_splats, self.generator), None
+        if colours is None:
+            colours = torch.rand(len(points), 3, generator=self.generator)
         return splats_from_points(points, colours, self.splat_config.initial_opacity, self.splat_config.sh_degree,
                                   self.train_set.background)
 
