@@ -138,8 +138,11 @@ def rasterizer_rows() -> list[dict]:
             scene = random_scene(count, test_set.aabb, torch.Generator().manual_seed(count + size))
             scene = {name: value.requires_grad_() for name, value in scene.items()}
             background = test_set.background
-            fieldkit_seconds, image = timed(lambda: rasterize(**scene, cameras=camera, background=background).rgb[0])
-            baseline_seconds, reference = timed(lambda: tile_baseline(scene, camera, background))
+            fieldkit_seconds, image = timed(
+                lambda scene=scene, camera=camera, background=background: rasterize(
+                    **scene, cameras=camera, background=background).rgb[0])
+            baseline_seconds, reference = timed(
+                lambda scene=scene, camera=camera, background=background: tile_baseline(scene, camera, background))
             rows.append({"splats": count, "pixels": size, "seconds": fieldkit_seconds,
                          "baseline_seconds": baseline_seconds, "speedup": baseline_seconds / fieldkit_seconds,
                          "max_difference": float((image - reference).abs().max())})

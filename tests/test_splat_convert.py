@@ -123,7 +123,7 @@ def test_a_field_converts_to_splats(field_to_splats, teacher):
 # -- splats -> field ---------------------------------------------------------------------
 
 def test_splats_convert_to_a_field(splats_to_field, field_to_splats):
-    out, metrics, stderr = splats_to_field
+    _, metrics, stderr = splats_to_field
     _, splat_metrics = field_to_splats
     # measured: 30.4 dB against the splats (19.8 dB untrained); test 25.7 dB, the splats' 25.5 dB
     assert metrics["psnr_vs_teacher"] > 27.0

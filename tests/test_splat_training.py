@@ -13,8 +13,13 @@ from fieldkit.cli import main
 from fieldkit.errors import FieldkitError
 from fieldkit.gaussians import Splats, load_splats
 from fieldkit.gaussians.asset import save_splats_asset
-from fieldkit.gaussians.densify import (SPLIT_SHRINK, DensifyConfig, ScreenGradientStats, densify_and_prune,
-                                        reset_opacities)
+from fieldkit.gaussians.densify import (
+    SPLIT_SHRINK,
+    DensifyConfig,
+    ScreenGradientStats,
+    densify_and_prune,
+    reset_opacities,
+)
 from fieldkit.gaussians.model import PARAMETER_NAMES
 from fieldkit.gaussians.trainer import SplatTrainer
 from fieldkit.train import TrainConfig, evaluate
@@ -304,10 +309,10 @@ def test_training_starts_from_the_datasets_point_cloud(tiny_dataset, tmp_path):
 
 @pytest.mark.parametrize("cloud, message", [
     (None, "does not exist"),
-    (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\n"
-     b"end_header\n0 0 0\n", "binary"),
-    (b"ply\nformat binary_little_endian 1.0\nelement vertex 9\nproperty float x\nproperty float y\n"
-     b"property float z\nend_header\n" + bytes(12), "truncated"),
+    ((b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\n"
+      b"end_header\n0 0 0\n"), "binary"),
+    ((b"ply\nformat binary_little_endian 1.0\nelement vertex 9\nproperty float x\nproperty float y\n"
+      b"property float z\nend_header\n") + bytes(12), "truncated"),
 ])
 def test_a_bad_point_cloud_is_one_clear_error(tiny_dataset, tmp_path, capsys, cloud, message):
     source = dataset_with_point_cloud(tiny_dataset, tmp_path, cloud)

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-import fieldkit.render.splat_composite as splat_composite
 import fieldkit.render.splats as splat_render
 from fieldkit.cameras import Cameras, look_at
 from fieldkit.errors import FieldkitError
 from fieldkit.gaussians import Splats
+from fieldkit.render import splat_composite
 from fieldkit.render.splats import covariances, project, rasterize
 
 WIDTH, HEIGHT = 41, 33

@@ -23,7 +23,6 @@ from fieldkit.fields import field_class, make_config
 from fieldkit.metrics import mse_to_psnr
 from fieldkit.train import ResumableRun, RunDirectory, evaluate
 
-
 DEFAULT_STEPS = 900
 
 
@@ -123,7 +122,9 @@ def make_converter(teacher_path: str | Path, architecture: str, out: str | Path,
                    overrides: dict | None = None, log: Callable[[str], None] = lambda line: None) -> ResumableRun:
     """The run that converts the teacher into `architecture`: splat students have their own."""
     if architecture == "gaussians":
-        from fieldkit.gaussians.from_field import SplatDistiller  # it imports this package: import it late
+        from fieldkit.gaussians.from_field import (
+            SplatDistiller,  # it imports this package: import it late
+        )
 
         return SplatDistiller(teacher_path, out, config, overrides, log)
     return Converter(teacher_path, architecture, out, config, overrides, log)

@@ -19,7 +19,9 @@ def load_teacher(path: str | Path) -> RadianceField:
     """A field asset as it is; splats (an asset or a 3DGS .ply) as a `SplatTeacher`."""
     model = load(path)
     if isinstance(model, Splats):
-        from fieldkit.distill.splat_teacher import SplatTeacher  # bakes splats: import it when needed
+        from fieldkit.distill.splat_teacher import (
+            SplatTeacher,  # bakes splats: import it when needed
+        )
 
         model = SplatTeacher(model.requires_grad_(False).eval())
     if not isinstance(model, RadianceField):

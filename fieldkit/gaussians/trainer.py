@@ -18,15 +18,32 @@ import torch
 
 from fieldkit.data import Dataset, load_dataset
 from fieldkit.errors import FieldkitError
-from fieldkit.gaussians.asset import save_splats_asset, splat_tensors, splats_from_tensors, splats_header
-from fieldkit.gaussians.densify import DensifyConfig, ScreenGradientStats, densify_and_prune, reset_opacities
+from fieldkit.gaussians.asset import (
+    save_splats_asset,
+    splat_tensors,
+    splats_from_tensors,
+    splats_header,
+)
+from fieldkit.gaussians.densify import (
+    DensifyConfig,
+    ScreenGradientStats,
+    densify_and_prune,
+    reset_opacities,
+)
 from fieldkit.gaussians.initialise import random_points, splats_from_points
 from fieldkit.gaussians.model import MAX_SH_DEGREE, PARAMETER_NAMES, Splats
 from fieldkit.gaussians.ply import read_point_cloud, write_ply
 from fieldkit.io import read_tensors, write_tensors
 from fieldkit.metrics import structural_similarity
-from fieldkit.train import (CHECKPOINT_NAME, RunDirectory, TrainConfig, Trainer, evaluate,
-                            load_optimizer_tensors, optimizer_tensors)
+from fieldkit.train import (
+    CHECKPOINT_NAME,
+    RunDirectory,
+    TrainConfig,
+    Trainer,
+    evaluate,
+    load_optimizer_tensors,
+    optimizer_tensors,
+)
 
 ASSET_NAME = "splats.safetensors"
 PLY_NAME = "splats.ply"
