@@ -320,3 +320,10 @@ def test_a_bad_point_cloud_is_one_clear_error(tiny_dataset, tmp_path, capsys, cl
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and message in error[0] and error[0].startswith("fieldkit: error:")
     assert not (tmp_path / "run").exists()
+
+
+def test_opacities_are_never_reset_in_the_second_half_of_a_run():
+    """A reset at the last step once left a finished 3000-step run at 13 dB (every splat at 1%)."""
+    config = DensifyConfig()  # resets every 3000 steps
+    assert not config.resets_at(3000, steps=3000)
+    assert config.resets_at(3000, steps=30000) and not config.resets_at(15000, steps=30000)

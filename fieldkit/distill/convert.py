@@ -19,7 +19,7 @@ from fieldkit.distill.stages import shared_stages
 from fieldkit.distill.student import inherit_colour_head, load_teacher, make_student
 from fieldkit.distill.views import teacher_views
 from fieldkit.errors import FieldkitError
-from fieldkit.fields import field_class, make_config
+from fieldkit.fields import ARCHITECTURES, field_class, make_config
 from fieldkit.metrics import mse_to_psnr
 from fieldkit.train import ResumableRun, RunDirectory, evaluate
 
@@ -121,6 +121,8 @@ class Converter(ResumableRun):
 def make_converter(teacher_path: str | Path, architecture: str, out: str | Path, config: ConvertConfig,
                    overrides: dict | None = None, log: Callable[[str], None] = lambda line: None) -> ResumableRun:
     """The run that converts the teacher into `architecture`: splat students have their own."""
+    if architecture not in (*ARCHITECTURES, "gaussians"):
+        raise FieldkitError(f"unknown target '{architecture}'; choose one of: {', '.join(ARCHITECTURES)}, gaussians")
     if architecture == "gaussians":
         from fieldkit.gaussians.from_field import (
             SplatDistiller,  # it imports this package: import it late

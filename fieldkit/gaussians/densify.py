@@ -51,8 +51,11 @@ class DensifyConfig:
     def refines_at(self, step: int) -> bool:
         return self.start < step < self.stop and step % self.every == 0
 
-    def resets_at(self, step: int) -> bool:
-        return step < self.stop and step % self.reset_every == 0
+    def resets_at(self, step: int, steps: int) -> bool:
+        """Resets happen in the first half of a run of `steps` only, as 3DGS's (every 3k steps
+        up to 15k of 30k): a reset near the end leaves every splat at 1% opacity with no time
+        to recover."""
+        return step < min(self.stop, steps // 2) and step % self.reset_every == 0
 
 
 class ScreenGradientStats:

@@ -200,7 +200,7 @@ class SplatTrainer(Trainer):
             densify_and_prune(self.model, self.optimizer, self.stats, self.densify, self.extent,
                               prune_large=self.step > self.densify.reset_every, generator=self.generator)
             self.stats = ScreenGradientStats(len(self.model))
-        if self.densify.resets_at(self.step):
+        if self.densify.resets_at(self.step, self.steps):
             reset_opacities(self.model, self.optimizer, self.densify.reset_opacity)
 
     def finish(self) -> dict:
