@@ -3,6 +3,7 @@ architecture, in a resumable run directory with the same rules as `fieldkit trai
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +18,7 @@ from fieldkit.distill.sources import ActiveShares, RenderedRays, RigRays
 from fieldkit.distill.splat_teacher import SplatTeacher
 from fieldkit.distill.stages import shared_stages
 from fieldkit.distill.student import inherit_colour_head, load_teacher, make_student
-from fieldkit.distill.views import teacher_views
+from fieldkit.distill.views import held_out_cameras, teacher_views
 from fieldkit.errors import FieldkitError
 from fieldkit.fields import ARCHITECTURES, field_class, make_config
 from fieldkit.metrics import mse_to_psnr
@@ -54,10 +55,12 @@ class Converter(ResumableRun):
         if isinstance(self.teacher, SplatTeacher):
             self.note(f"splat teacher: pixels from {config.views} renders of the splats, points from their "
                       "baked volume")
+            started = time.perf_counter()
             views = teacher_views(self.teacher, self.rig, config.views, torch.Generator().manual_seed(config.seed))
+            self.render_seconds = time.perf_counter() - started
             self.rays = RenderedRays(views, config.batch_rays)
         else:
-            self.rays = RigRays(self.rig, config.batch_rays)
+            self.rays, self.render_seconds = RigRays(self.rig, config.batch_rays), 0.0
         self.active_shares = ActiveShares(config.replay_fraction, config.revisit_fraction,
                                           config.revisit_jitter) if config.active else ActiveShares()
         self.schedule = config.schedule()
@@ -105,12 +108,18 @@ class Converter(ResumableRun):
 
     def finish(self) -> dict:
         self.student.eval()
-        metrics = compare_to_teacher(self.teacher, self.student, self.config.eval_views, self.config.eval_resolution)
+        config = self.config
+        # a splat teacher is scored at its training views' scale (see held_out_cameras)
+        cameras = held_out_cameras(self.rig, self.teacher.dataset, config.eval_views, config.seed) \
+            if isinstance(self.teacher, SplatTeacher) else None
+        metrics = compare_to_teacher(self.teacher, self.student, config.eval_views, config.eval_resolution, cameras)
         if not math.isfinite(metrics["psnr_vs_teacher"]):
             raise FieldkitError(f"the student renders NaN after {self.step} steps; the last checkpoint is kept in "
                                 f"{self.run.path}")
         metrics |= self._test_scores()
-        metrics |= {"seconds": self.seconds, "steps": self.step, "architecture": self.student.architecture,
+        # a splat teacher's renders are part of the conversion's cost (a resumed run renders them again)
+        metrics |= {"seconds": self.seconds + self.render_seconds, "render_seconds": self.render_seconds,
+                    "steps": self.step, "architecture": self.student.architecture,
                     "teacher_architecture": self.teacher.architecture,
                     "teacher_psnr_test": self.teacher.metrics.get("psnr_test"), "stages": self.stages,
                     "active": self.config.active, "rig": self.rig.name,

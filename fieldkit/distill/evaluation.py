@@ -22,10 +22,12 @@ def psnr_vs_teacher(teacher, student, cameras: Cameras) -> float:
 
 
 @torch.no_grad()
-def compare_to_teacher(teacher: RadianceField, student: RadianceField, views: int, resolution: int) -> dict:
-    """psnr_vs_teacher over a turntable (never a training camera: those are random), and the RMS
-    log-density difference at the teacher's visible samples of its first view."""
-    cameras = orbit_cameras(teacher.aabb, views, resolution)
+def compare_to_teacher(teacher: RadianceField, student: RadianceField, views: int, resolution: int,
+                       cameras: Cameras | None = None) -> dict:
+    """psnr_vs_teacher over `cameras`, by default a turntable of `views` at `resolution` (never a
+    training camera: those are random), and the RMS log-density difference at the teacher's
+    visible samples of the first view."""
+    cameras = orbit_cameras(teacher.aabb, views, resolution) if cameras is None else cameras
     origins, directions = cameras.image_rays(0)
     _, points, mask = sample_along_rays(origins, directions, teacher.grid, teacher.step_size, None)
     points = points[visible_samples(teacher.field.log_density, points, mask, teacher.step_size)]  # [M, 3]

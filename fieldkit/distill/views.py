@@ -42,3 +42,13 @@ def teacher_views(teacher, rig: CameraRig, count: int, generator: torch.Generato
     return Dataset(name=f"{teacher.architecture} teacher", split=split, images=images, cameras=cameras,
                    aabb=teacher.aabb.clone(), background=teacher.background.clone(),
                    image_names=[f"{split}_{index:03d}" for index in range(count)], source="")
+
+
+HELD_OUT_SEED = 1_000_003  # offsets a run's seed for poses that no training view shares
+
+
+def held_out_cameras(rig: CameraRig, dataset: dict, count: int, seed: int) -> Cameras:
+    """Cameras for scoring a conversion that involves splats: poses of the training rig that
+    no training view shares, at the training views' scale (splats drawn at a lower resolution
+    than they were fitted at alias, which would score the resolution, not the conversion)."""
+    return view_cameras(rig, dataset, count, torch.Generator().manual_seed(seed + HELD_OUT_SEED))

@@ -21,7 +21,7 @@ from fieldkit.distill.config import ConvertConfig
 from fieldkit.distill.evaluation import psnr_vs_teacher, teacher_test_set
 from fieldkit.distill.sampling import choose_rig
 from fieldkit.distill.student import load_teacher
-from fieldkit.distill.views import teacher_views, view_cameras
+from fieldkit.distill.views import HELD_OUT_SEED, held_out_cameras, teacher_views
 from fieldkit.errors import FieldkitError
 from fieldkit.gaussians.initialise import splats_from_points
 from fieldkit.gaussians.model import Splats
@@ -32,7 +32,6 @@ from fieldkit.train import TrainConfig, evaluate
 CANDIDATES_PER_SPLAT = 8
 QUERY_CHUNK = 65536
 DEFAULT_STEPS = 3000
-HELD_OUT_SEED = 1_000_003  # offsets the run's seed for poses that no training view shares
 
 
 @torch.no_grad()
@@ -88,8 +87,9 @@ class SplatDistiller(SplatTrainer):
         test_set, why_not = teacher_test_set(self.teacher)
         if test_set is None:
             self.note(f"{why_not}; progress is scored on held-out renders of the teacher")
-            held_out = torch.Generator().manual_seed(self.convert_config.seed + HELD_OUT_SEED)
-            test_set = teacher_views(self.teacher, self.rig, self.convert_config.eval_views, held_out, "held-out")
+            test_set = teacher_views(self.teacher, self.rig, self.convert_config.eval_views,
+                                     torch.Generator().manual_seed(self.convert_config.seed + HELD_OUT_SEED),
+                                     "held-out")
         self.real_test_set = why_not == ""
         return train_set, test_set
 
@@ -103,10 +103,7 @@ class SplatDistiller(SplatTrainer):
     def finish(self) -> dict:
         self.model.eval()
         config = self.convert_config
-        # held-out poses of the training rig, at the training views' scale: splats drawn at a
-        # lower resolution than they were fitted at alias, which would score the eval, not them
-        cameras = view_cameras(self.rig, self.teacher.dataset, config.eval_views,
-                               torch.Generator().manual_seed(config.seed + HELD_OUT_SEED))
+        cameras = held_out_cameras(self.rig, self.teacher.dataset, config.eval_views, config.seed)
         metrics = {"psnr_vs_teacher": psnr_vs_teacher(self.teacher, self.model, cameras)}
         if self.real_test_set:
             metrics["psnr_test"] = evaluate(self.model, self.test_set)["psnr"]
