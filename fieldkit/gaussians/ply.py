@@ -66,14 +66,15 @@ def _parse_header(data: bytes, path: Path) -> _Header:
 def _vertex_dtype(header: _Header, path: Path, holding: str = "splats") -> np.dtype:
     """The numpy record type of one vertex; checks that the file is binary and vertices come first."""
     if header.format not in _BYTE_ORDERS:
-        raise FieldkitError(f"{path} is a '{header.format}' PLY; {holding} files are read in binary "
+        raise FieldkitError(f"{path} is a '{header.format}' PLY; {holding.rstrip('s')} files are binary "
                             f"(re-export it as binary_little_endian)")
     if not header.elements or header.elements[0].name != "vertex":
         raise FieldkitError(f"{path} does not start with a vertex element, so it holds no {holding}")
     columns = []
     for words in header.elements[0].properties:
         if words[0] == "list" or len(words) != 2 or words[0] not in _PLY_TYPES:
-            raise FieldkitError(f"{path} has a vertex property '{' '.join(words)}' that no {holding} file has")
+            raise FieldkitError(f"{path} has a vertex property '{' '.join(words)}' that no "
+                                f"{holding.rstrip('s')} file has")
         columns.append((words[1], _BYTE_ORDERS[header.format] + _PLY_TYPES[words[0]]))
     try:
         return np.dtype(columns)
