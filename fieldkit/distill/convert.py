@@ -18,7 +18,7 @@ from fieldkit.distill.sources import ActiveShares, RenderedRays, RigRays
 from fieldkit.distill.splat_teacher import SplatTeacher
 from fieldkit.distill.stages import shared_stages
 from fieldkit.distill.student import inherit_colour_head, load_teacher, make_student
-from fieldkit.distill.views import held_out_cameras, teacher_views
+from fieldkit.distill.views import held_out_cameras, teacher_views, view_cameras
 from fieldkit.errors import FieldkitError
 from fieldkit.fields import ARCHITECTURES, field_class, make_config
 from fieldkit.metrics import mse_to_psnr
@@ -56,7 +56,8 @@ class Converter(ResumableRun):
             self.note(f"splat teacher: pixels from {config.views} renders of the splats, points from their "
                       "baked volume")
             started = time.perf_counter()
-            views = teacher_views(self.teacher, self.rig, config.views, torch.Generator().manual_seed(config.seed))
+            views = teacher_views(self.teacher, view_cameras(self.rig, self.teacher.dataset, config.views,
+                                                             torch.Generator().manual_seed(config.seed)))
             self.render_seconds = time.perf_counter() - started
             self.rays = RenderedRays(views, config.batch_rays)
         else:

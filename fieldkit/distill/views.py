@@ -30,10 +30,9 @@ def view_cameras(rig: CameraRig, dataset: dict, count: int, generator: torch.Gen
 
 
 @torch.no_grad()
-def teacher_views(teacher, rig: CameraRig, count: int, generator: torch.Generator,
-                  split: str = "synthetic") -> Dataset:
-    """`count` renders of `teacher` (a field or splats) as a dataset on the teacher's background."""
-    cameras = view_cameras(rig, teacher.dataset, count, generator)
+def teacher_views(teacher, cameras: Cameras, split: str = "synthetic") -> Dataset:
+    """Renders of `teacher` (a field or splats) from `cameras`, as a dataset on its background."""
+    count = len(cameras)
     images = []
     with progress_bar(f"render {count} {split} views of the teacher", count) as advance:
         for index in range(count):

@@ -21,7 +21,7 @@ from fieldkit.distill.config import ConvertConfig
 from fieldkit.distill.evaluation import psnr_vs_teacher, teacher_test_set
 from fieldkit.distill.sampling import choose_rig
 from fieldkit.distill.student import load_teacher
-from fieldkit.distill.views import HELD_OUT_SEED, held_out_cameras, teacher_views
+from fieldkit.distill.views import held_out_cameras, teacher_views, view_cameras
 from fieldkit.errors import FieldkitError
 from fieldkit.gaussians.initialise import splats_from_points
 from fieldkit.gaussians.model import Splats
@@ -80,16 +80,16 @@ class SplatDistiller(SplatTrainer):
 
     def _datasets(self):
         """The teacher's renders to train on; its real test photos to score on, or held-out renders."""
-        generator = torch.Generator().manual_seed(self.convert_config.seed)
+        config = self.convert_config
         started = time.perf_counter()
-        train_set = teacher_views(self.teacher, self.rig, self.convert_config.views, generator)
+        train_set = teacher_views(self.teacher, view_cameras(self.rig, self.teacher.dataset, config.views,
+                                                             torch.Generator().manual_seed(config.seed)))
         self.render_seconds = time.perf_counter() - started
         test_set, why_not = teacher_test_set(self.teacher)
         if test_set is None:
             self.note(f"{why_not}; progress is scored on held-out renders of the teacher")
-            test_set = teacher_views(self.teacher, self.rig, self.convert_config.eval_views,
-                                     torch.Generator().manual_seed(self.convert_config.seed + HELD_OUT_SEED),
-                                     "held-out")
+            cameras = held_out_cameras(self.rig, self.teacher.dataset, config.eval_views, config.seed)
+            test_set = teacher_views(self.teacher, cameras, "held-out")
         self.real_test_set = why_not == ""
         return train_set, test_set
 
