@@ -3,7 +3,6 @@ architecture, in a resumable run directory with the same rules as `fieldkit trai
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -18,7 +17,7 @@ from fieldkit.distill.sources import ActiveShares, RenderedRays, RigRays
 from fieldkit.distill.splat_teacher import SplatTeacher
 from fieldkit.distill.stages import shared_stages
 from fieldkit.distill.student import inherit_colour_head, load_teacher, make_student
-from fieldkit.distill.views import held_out_cameras, teacher_views, view_cameras
+from fieldkit.distill.views import held_out_cameras, training_views
 from fieldkit.errors import FieldkitError
 from fieldkit.fields import ARCHITECTURES, field_class, make_config
 from fieldkit.metrics import mse_to_psnr
@@ -55,10 +54,7 @@ class Converter(ResumableRun):
         if isinstance(self.teacher, SplatTeacher):
             self.note(f"splat teacher: pixels from {config.views} renders of the splats, points from their "
                       "baked volume")
-            started = time.perf_counter()
-            views = teacher_views(self.teacher, view_cameras(self.rig, self.teacher.dataset, config.views,
-                                                             torch.Generator().manual_seed(config.seed)))
-            self.render_seconds = time.perf_counter() - started
+            views, self.render_seconds = training_views(self.teacher, self.rig, config.views, config.seed)
             self.rays = RenderedRays(views, config.batch_rays)
         else:
             self.rays, self.render_seconds = RigRays(self.rig, config.batch_rays), 0.0

@@ -7,6 +7,8 @@ test views do.
 """
 from __future__ import annotations
 
+import time
+
 import torch
 
 from fieldkit.cameras import Cameras, look_at
@@ -41,6 +43,14 @@ def teacher_views(teacher, cameras: Cameras, split: str = "synthetic") -> Datase
     return Dataset(name=f"{teacher.architecture} teacher", split=split, images=images, cameras=cameras,
                    aabb=teacher.aabb.clone(), background=teacher.background.clone(),
                    image_names=[f"{split}_{index:03d}" for index in range(count)], source="")
+
+
+def training_views(teacher, rig: CameraRig, count: int, seed: int) -> tuple[Dataset, float]:
+    """`count` renders of `teacher` from the rig's poses (seeded by the run's seed) to learn
+    from, and the seconds they took: a conversion counts them in its own time."""
+    started = time.perf_counter()
+    views = teacher_views(teacher, view_cameras(rig, teacher.dataset, count, torch.Generator().manual_seed(seed)))
+    return views, time.perf_counter() - started
 
 
 HELD_OUT_SEED = 1_000_003  # offsets a run's seed for poses that no training view shares

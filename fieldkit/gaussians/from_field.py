@@ -9,7 +9,6 @@ Dimension letters: M candidate points, N splats.
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -21,7 +20,7 @@ from fieldkit.distill.config import ConvertConfig
 from fieldkit.distill.evaluation import psnr_vs_teacher, teacher_test_set
 from fieldkit.distill.sampling import choose_rig
 from fieldkit.distill.student import load_teacher
-from fieldkit.distill.views import held_out_cameras, teacher_views, view_cameras
+from fieldkit.distill.views import held_out_cameras, teacher_views, training_views
 from fieldkit.errors import FieldkitError
 from fieldkit.gaussians.initialise import splats_from_points
 from fieldkit.gaussians.model import Splats
@@ -81,10 +80,7 @@ class SplatDistiller(SplatTrainer):
     def _datasets(self):
         """The teacher's renders to train on; its real test photos to score on, or held-out renders."""
         config = self.convert_config
-        started = time.perf_counter()
-        train_set = teacher_views(self.teacher, view_cameras(self.rig, self.teacher.dataset, config.views,
-                                                             torch.Generator().manual_seed(config.seed)))
-        self.render_seconds = time.perf_counter() - started
+        train_set, self.render_seconds = training_views(self.teacher, self.rig, config.views, config.seed)
         test_set, why_not = teacher_test_set(self.teacher)
         if test_set is None:
             self.note(f"{why_not}; progress is scored on held-out renders of the teacher")
