@@ -10,8 +10,8 @@
 (b) `fieldkit train --arch gaussians` at its defaults: test PSNR, seconds, and the seconds to
     first reach 27 dB (probed on four test views every 250 steps, probes not timed).
 (c) `fieldkit convert` at its defaults: the hash-grid teacher (trained with `fieldkit train`'s
-    defaults unless --teacher names one) to splats, and the splats of (b) to a hash grid, each
-    with test PSNR next to its teacher's.
+    defaults unless --teacher names one) to splats, the splats of (b) to a hash grid, and the
+    splats that the teacher became back to a hash grid, each with test PSNR next to its teacher's.
 Prints tables and writes JSON (after every part, so a stopped benchmark keeps what it measured).
 """
 from __future__ import annotations
@@ -215,6 +215,11 @@ def main() -> None:
         results["splats_to_field"] = convert(work / "train" / "splats.safetensors", "hashgrid",
                                              work / "gaussians-to-hashgrid")
         print_run("convert gaussians -> hashgrid", results["splats_to_field"])
+        save()
+        # the splats that the field became, back to a field: a teacher within a field's reach
+        results["round_trip"] = convert(work / "hashgrid-to-gaussians" / "splats.safetensors", "hashgrid",
+                                        work / "round-trip")
+        print_run("convert (hash grid -> gaussians) -> hashgrid", results["round_trip"])
     save()
     print(f"wrote {args.out}")
 
