@@ -146,6 +146,32 @@ def test_a_very_dense_teacher_gives_bounded_losses(tiny_dataset, small_fields):
     assert gradients and all(torch.isfinite(gradient).all() for gradient in gradients)
 
 
+def _slab_field(aabb: torch.Tensor, columns: slice, logit_rgb: tuple[float, float, float]) -> RadianceField:
+    """A 16^3 diffuse voxel field, opaque in `columns` along x and empty elsewhere."""
+    field = make_field("voxels", aabb, make_config("voxels", "cpu", {"resolution": 16, "sh_degree": 1}))
+    with torch.no_grad():
+        field.density.fill_(-15.0)
+        field.density[..., columns] = 15.0  # x is the grid's last axis
+        field.sh.copy_(torch.tensor(logit_rgb)[None, :, None, None, None].expand_as(field.sh) / 0.2820948)
+    return RadianceField(field, OccupancyGrid(aabb, 16), 2 * 3**0.5 / 128).requires_grad_(False)
+
+
+def test_given_colours_the_students_own_density_decides_which_samples_it_sees():
+    """A splat teacher's baked volume can turn opaque in front of the surface that coloured its
+    pixels; cutting the samples there would hide that surface from the student."""
+    aabb = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+    teacher = _slab_field(aabb, slice(3, 5), (0.0, 0.0, 0.0))  # opaque near x = -0.5
+    student = _slab_field(aabb, slice(11, 13), (9.0, -9.0, -9.0)).requires_grad_(True)  # red near x = +0.5
+    origins = torch.tensor([[-3.0, 0.1 * row, 0.05] for row in range(-4, 4)])
+    directions = torch.tensor([[1.0, 0.0, 0.0]]).expand_as(origins)
+    red = torch.tensor([[1.0, 0.0, 0.0]]).expand_as(origins)
+    losses = distill_rays(teacher, student, [], origins, directions, torch.full((8,), 0.5), 0.01, colours=red)
+    assert losses.pixel.item() < 1e-3  # the student's red surface was rendered, not the background
+    # without given colours the teacher's render is the target, and its own density cuts the samples
+    losses = distill_rays(teacher, student, [], origins, directions, torch.full((8,), 0.5), 0.01)
+    assert losses.pixel.item() > 0.1
+
+
 def test_a_pair_without_shared_stages_says_so(converted, teachers):
     _, metrics, stderr = converted["voxels-tensorf-vm"]
     assert metrics["stages"] == []
