@@ -10,7 +10,7 @@ from fieldkit.distill.active import focus_mask
 from fieldkit.distill.stages import feature_loss, log_density_error, point_errors
 from fieldkit.fields import FieldOutput
 from fieldkit.radiance import RadianceField
-from fieldkit.render.volume import render_rays
+from fieldkit.render.volume import composite, march
 
 
 @dataclass
@@ -36,8 +36,8 @@ def distill_rays(teacher: RadianceField, student: RadianceField, stages: list[st
                  colours: Tensor | None = None) -> BatchLosses | None:
     """Renders the rays with both fields -> the stage losses; None when no ray met anything.
 
-    Both renders take their samples from the teacher's grid and the same visibility, so the
-    student is queried at exactly the teacher's points, in the same order. With `point_focus` > 0 the
+    Both renders composite the same marched samples (the teacher's grid, one visibility pass),
+    so the student is queried at exactly the teacher's points, in the same order. With `point_focus` > 0 the
     point loss adds that weight times its mean over the teacher's visible surface samples
     (PVD-AL's point level). `colours` [R, 3], when given, are the rays' target colours in place
     of the teacher's volume render (a splat teacher's own renders).
@@ -47,12 +47,14 @@ def distill_rays(teacher: RadianceField, student: RadianceField, stages: list[st
     # splat teacher's baked volume): cutting samples where that volume turns opaque hid surfaces
     # from the student (3.5 dB lost with pixels alone), so the student's own density cuts them
     visibility = teacher.field.log_density if colours is None else student.field.log_density
-    common = (visibility, teacher.grid, origins, directions, teacher.background, teacher.step_size, jitter)
+    samples = march(visibility, teacher.grid, origins, directions, teacher.step_size, jitter)
     with torch.no_grad():
-        target = render_rays(_recording(teacher, record, "teacher"), *common)
+        target = composite(_recording(teacher, record, "teacher"), samples, directions, teacher.background,
+                           teacher.step_size)
     if "teacher" not in record:
         return None
-    output = render_rays(_recording(student, record, "student"), *common)
+    output = composite(_recording(student, record, "student"), samples, directions, teacher.background,
+                       teacher.step_size)
     taught, learned = record["teacher"], record["student"]
     ray_errors = (output.rgb - (target.rgb if colours is None else colours)).square().sum(dim=-1)  # [R]
     errors = point_errors(taught, learned, density_weight)  # [M]

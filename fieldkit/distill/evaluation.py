@@ -9,7 +9,7 @@ from fieldkit.data import Dataset, load_dataset
 from fieldkit.errors import FieldkitError
 from fieldkit.metrics import psnr
 from fieldkit.radiance import RadianceField
-from fieldkit.render.volume import sample_along_rays, visible_samples
+from fieldkit.render.volume import march
 from fieldkit.rendering import orbit_cameras
 
 
@@ -29,8 +29,8 @@ def compare_to_teacher(teacher: RadianceField, student: RadianceField, views: in
     visible samples of the first view."""
     cameras = orbit_cameras(teacher.aabb, views, resolution) if cameras is None else cameras
     origins, directions = cameras.image_rays(0)
-    _, points, mask = sample_along_rays(origins, directions, teacher.grid, teacher.step_size, None)
-    points = points[visible_samples(teacher.field.log_density, points, mask, teacher.step_size)]  # [M, 3]
+    samples = march(teacher.field.log_density, teacher.grid, origins, directions, teacher.step_size)
+    points = samples.points[samples.mask]  # [M, 3]
     error = (student.field.log_density(points) - teacher.field.log_density(points)).square().mean()
     return {"psnr_vs_teacher": psnr_vs_teacher(teacher, student, cameras),
             "log_density_rmse": float(error.sqrt())}

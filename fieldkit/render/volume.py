@@ -93,15 +93,27 @@ def visible_samples(log_density_fn: LogDensityFn, points: Tensor, mask: Tensor, 
     return visible
 
 
-def render_rays(radiance_fn: RadianceFn, log_density_fn: LogDensityFn, grid: OccupancyGrid, origins: Tensor,
-                directions: Tensor, background: Tensor, step_size: float, jitter: Tensor | None = None) -> RenderOutput:
-    """Composites rgb, alpha and depth [R] along rays over `background` [3] or [R, 3].
+@dataclass
+class RaySamples:
+    t: Tensor  # [R, S] distances
+    points: Tensor  # [R, S, 3]
+    mask: Tensor  # [R, S] the occupied samples that light still reaches
 
-    A first pass without gradient finds where each ray becomes opaque; only the samples
-    before that point are evaluated again with gradient.
-    """
+
+def march(log_density_fn: LogDensityFn, grid: OccupancyGrid, origins: Tensor, directions: Tensor,
+          step_size: float, jitter: Tensor | None = None) -> RaySamples:
+    """The samples of the rays that a render evaluates: occupied, and before the ray turns opaque
+    by `log_density_fn` (a pass without gradient)."""
     t, points, mask = sample_along_rays(origins, directions, grid, step_size, jitter)
-    mask = visible_samples(log_density_fn, points, mask, step_size)
+    return RaySamples(t, points, visible_samples(log_density_fn, points, mask, step_size))
+
+
+def composite(radiance_fn: RadianceFn, samples: RaySamples, directions: Tensor, background: Tensor,
+              step_size: float) -> RenderOutput:
+    """Evaluates the field at the marched samples, with gradient, and composites rgb, alpha and
+    depth [R] over `background` [3] or [R, 3]. Two fields composited over the same samples are
+    queried at the very same points."""
+    t, points, mask = samples.t, samples.points, samples.mask
     ray_directions = directions[:, None, :].expand_as(points)
     log_density, rgb = radiance_fn(points[mask], ray_directions[mask]) if mask.any() else (
         t.new_zeros(0), t.new_zeros(0, 3))
@@ -114,3 +126,14 @@ def render_rays(radiance_fn: RadianceFn, log_density_fn: LogDensityFn, grid: Occ
     depth = (weights * t).sum(dim=-1) / alpha.clamp(min=1e-6)
     return RenderOutput(colour, alpha, depth, samples=int(mask.sum()), sample_weights=weights[mask].detach(),
                         sample_rays=mask.nonzero()[:, 0])
+
+
+def render_rays(radiance_fn: RadianceFn, log_density_fn: LogDensityFn, grid: OccupancyGrid, origins: Tensor,
+                directions: Tensor, background: Tensor, step_size: float, jitter: Tensor | None = None) -> RenderOutput:
+    """Composites rgb, alpha and depth [R] along rays over `background` [3] or [R, 3].
+
+    A first pass without gradient finds where each ray becomes opaque; only the samples
+    before that point are evaluated again with gradient.
+    """
+    samples = march(log_density_fn, grid, origins, directions, step_size, jitter)
+    return composite(radiance_fn, samples, directions, background, step_size)
