@@ -24,6 +24,7 @@ from fieldkit.distill.stages import shared_stages
 from fieldkit.distill.student import load_teacher, make_student
 from fieldkit.errors import FieldkitError
 from fieldkit.fields import make_config, make_field
+from fieldkit.gaussians.model import SH_C0
 from fieldkit.io import load
 from fieldkit.radiance import RadianceField
 from fieldkit.render.occupancy import OccupancyGrid
@@ -152,7 +153,7 @@ def _slab_field(aabb: torch.Tensor, columns: slice, logit_rgb: tuple[float, floa
     with torch.no_grad():
         field.density.fill_(-15.0)
         field.density[..., columns] = 15.0  # x is the grid's last axis
-        field.sh.copy_(torch.tensor(logit_rgb)[None, :, None, None, None].expand_as(field.sh) / 0.2820948)
+        field.sh.copy_(torch.tensor(logit_rgb)[None, :, None, None, None].expand_as(field.sh) / SH_C0)
     return RadianceField(field, OccupancyGrid(aabb, 16), 2 * 3**0.5 / 128).requires_grad_(False)
 
 

@@ -37,9 +37,9 @@ def distill_rays(teacher: RadianceField, student: RadianceField, stages: list[st
     """Renders the rays with both fields -> the stage losses; None when no ray met anything.
 
     Both renders composite the same marched samples (the teacher's grid, one visibility pass),
-    so the student is queried at exactly the teacher's points, in the same order. With `point_focus` > 0 the
-    point loss adds that weight times its mean over the teacher's visible surface samples
-    (PVD-AL's point level). `colours` [R, 3], when given, are the rays' target colours in place
+    so the student is queried at exactly the teacher's points, in the same order. With
+    `point_focus` > 0 the point loss adds that weight times its mean over the teacher's visible
+    surface samples (PVD-AL's point level). `colours` [R, 3], when given, are the rays' target colours in place
     of the teacher's volume render (a splat teacher's own renders).
     """
     record: dict[str, FieldOutput] = {}
