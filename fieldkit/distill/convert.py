@@ -48,7 +48,10 @@ class Converter(ResumableRun):
             self.note(f"{self.teacher.architecture} and {architecture} share no intermediate stage: "
                               "skipping the feature stage")
         self.rig = choose_rig(config.rig, self.teacher.aabb, self.teacher.dataset)
-        self.optimizer = torch.optim.Adam(self.student.field.optimizer_groups(), eps=1e-15)
+        groups = self.student.field.optimizer_groups()
+        for group in groups:
+            group["lr"] *= config.learning_rate_scale
+        self.optimizer = torch.optim.Adam(groups, eps=1e-15)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.generator = torch.Generator().manual_seed(config.seed)
         if isinstance(self.teacher, SplatTeacher):
