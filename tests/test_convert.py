@@ -187,6 +187,13 @@ def test_shared_stages_include_the_encoding_of_an_identical_architecture(teacher
     assert shared_stages(teacher.field, teacher.field) == ["encoding", "geometry"]
 
 
+def test_the_student_learns_at_its_training_rates_times_the_scale(teachers, tmp_path):
+    converter = Converter(teachers["voxels"], "tensorf-vm", tmp_path / "run",
+                          dataclasses.replace(FAST_CONVERT, learning_rate_scale=3.0))
+    config = make_config("tensorf-vm", "cpu")
+    assert converter.base_lrs == [3.0 * config.learning_rate, 3.0 * config.network_learning_rate]
+
+
 @pytest.mark.parametrize("name", ["hashgrid-mlp", "voxels-tensorf-vm"])
 def test_the_student_inherits_grid_bounds_and_render_settings(name, converted, teachers):
     teacher, student = load(teachers[PAIRS[name][0]]), load(converted[name][0] / "field.safetensors")
