@@ -54,6 +54,9 @@ class ConvertConfig:
     """synthetic cameras: sphere, hemisphere (above the scene, z up), box (a jittered box around the
     dataset's cameras, for forward-facing scenes) or auto (box for a forward-facing dataset,
     hemisphere when every camera of the teacher's dataset is above its centre, else sphere)"""
+    project_voxels: bool = True
+    """start a voxel student from the teacher sampled at its grid vertices, colour projected onto
+    its spherical harmonics (PlenOctrees' conversion)"""
     inherit_colour_head: bool = True
     """start the student from the teacher's colour head when the shapes agree"""
     active: bool = True
@@ -74,9 +77,10 @@ class ConvertConfig:
     eval_resolution: int = 64
     """pixels per side of the held-out views of a field student (splats are scored at the scale of
     the views they learned from)"""
-    learning_rate_scale: float = 2.0
-    """a field student's learning rates, as a multiple of its architecture's training rates (twice
-    them gained 0.3-1.0 dB at 900 steps over the rates tuned for photos)"""
+    learning_rate_scale: float = 0.0
+    """a field student's learning rates, as a multiple of its architecture's training rates (0:
+    twice them for a student that starts blank, since a teacher's targets carry no photo noise;
+    a quarter of them for a voxel student projected from its teacher, which starts near it)"""
     final_lr_fraction: float = 0.1
     """learning rate at the last step, as a fraction of the first"""
     checkpoint_seconds: float = 30.0

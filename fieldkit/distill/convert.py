@@ -3,6 +3,7 @@ architecture, in a resumable run directory with the same rules as `fieldkit trai
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 from fieldkit.distill.batch import distill_rays
 from fieldkit.distill.config import ConvertConfig
 from fieldkit.distill.evaluation import compare_to_teacher, teacher_test_set
+from fieldkit.distill.projection import project_onto_voxels
 from fieldkit.distill.sampling import choose_rig
 from fieldkit.distill.sources import ActiveShares, RenderedRays, RigRays
 from fieldkit.distill.splat_teacher import SplatTeacher
@@ -20,10 +22,14 @@ from fieldkit.distill.student import inherit_colour_head, load_teacher, make_stu
 from fieldkit.distill.views import held_out_cameras, training_views
 from fieldkit.errors import FieldkitError
 from fieldkit.fields import ARCHITECTURES, field_class, make_config
+from fieldkit.fields.voxels import VoxelField
 from fieldkit.metrics import mse_to_psnr
 from fieldkit.train import ResumableRun, RunDirectory, evaluate
 
 DEFAULT_STEPS = 900
+# default learning-rate multiples (measured at 900 steps): a blank student gained 0.3-1.0 dB at
+# twice its training rates; a projected voxel student 0.2-0.3 dB at a quarter of them, against 1x
+BLANK_RATE_SCALE, PROJECTED_RATE_SCALE = 2.0, 0.25
 
 
 class Converter(ResumableRun):
@@ -43,14 +49,16 @@ class Converter(ResumableRun):
         self.log = log
         if config.inherit_colour_head and inherit_colour_head(self.teacher, self.student):
             self.note("the student starts from the teacher's colour head")
+        projected = self._start_from_projection()
         self.stages = shared_stages(self.teacher.field, self.student.field)
         if not self.stages:
             self.note(f"{self.teacher.architecture} and {architecture} share no intermediate stage: "
                               "skipping the feature stage")
         self.rig = choose_rig(config.rig, self.teacher.aabb, self.teacher.dataset)
         groups = self.student.field.optimizer_groups()
+        scale = config.learning_rate_scale or (PROJECTED_RATE_SCALE if projected else BLANK_RATE_SCALE)
         for group in groups:
-            group["lr"] *= config.learning_rate_scale
+            group["lr"] *= scale
         self.optimizer = torch.optim.Adam(groups, eps=1e-15)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -65,6 +73,18 @@ class Converter(ResumableRun):
                                           config.revisit_jitter) if config.active else ActiveShares()
         self.schedule = config.schedule()
         self.steps, self.step, self.seconds = config.steps or DEFAULT_STEPS, 0, 0.0
+
+    def _start_from_projection(self) -> bool:
+        """A voxel student starts from the teacher read off at its vertices, unless asked not to;
+        -> whether it did. A resumed run projects again, then loads its checkpoint."""
+        self.projection_seconds = 0.0
+        if not (self.config.project_voxels and isinstance(self.student.field, VoxelField)):
+            return False
+        started = time.perf_counter()
+        vertices = project_onto_voxels(self.teacher, self.student.field)
+        self.projection_seconds = time.perf_counter() - started
+        self.note(f"the student starts from the teacher sampled at its {vertices} vertices near occupied space")
+        return True
 
     @property
     def model(self):  # what ResumableRun optimises and checkpoints
@@ -118,7 +138,8 @@ class Converter(ResumableRun):
                                 f"{self.run.path}")
         metrics |= self._test_scores()
         # a splat teacher's renders are part of the conversion's cost (a resumed run renders them again)
-        metrics |= {"seconds": self.seconds + self.render_seconds, "render_seconds": self.render_seconds,
+        metrics |= {"seconds": self.seconds + self.render_seconds + self.projection_seconds,
+                    "render_seconds": self.render_seconds, "projection_seconds": self.projection_seconds,
                     "steps": self.step, "architecture": self.student.architecture,
                     "teacher_architecture": self.teacher.architecture,
                     "teacher_psnr_test": self.teacher.metrics.get("psnr_test"), "stages": self.stages,
