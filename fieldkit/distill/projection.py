@@ -41,12 +41,13 @@ def _vertices(field: VoxelField) -> Tensor:
     return field.aabb[0] + unit * (field.aabb[1] - field.aabb[0])
 
 
-def _near_occupied(teacher: RadianceField, points: Tensor) -> Tensor:
-    """[N] points in or next to an occupied cell of the teacher's grid: the vertices that
-    interpolation reads for any sample a render takes."""
+def _near_occupied(teacher: RadianceField, points: Tensor, spacing: float) -> Tensor:
+    """[N] points within `spacing` (a fraction of the box) of an occupied cell of the teacher's
+    grid: the vertices that interpolation reads for any sample a render takes."""
     size = teacher.grid.resolution
+    reach = math.ceil(spacing * size)  # in cells
     occupied = teacher.grid.occupied.view(1, 1, size, size, size).float()
-    dilated = F.max_pool3d(occupied, kernel_size=3, stride=1, padding=1).flatten() > 0
+    dilated = F.max_pool3d(occupied, kernel_size=2 * reach + 1, stride=1, padding=reach).flatten() > 0
     index, _ = teacher.grid.cell_index(points)  # a vertex on the box's upper faces counts as in its last cell
     return dilated[index]
 
@@ -71,7 +72,7 @@ def project_onto_voxels(teacher: RadianceField, student: VoxelField, chunk: int 
     Vertices away from occupied space are made empty and grey: renders never read them.
     """
     points = _vertices(student)
-    near = _near_occupied(teacher, points)
+    near = _near_occupied(teacher, points, 1 / (student.config.resolution - 1))
     degree = student.config.sh_degree
     directions = fibonacci_directions(max(PROJECTION_DIRECTIONS, 2 * degree**2))
     basis = spherical_harmonics(directions, degree)  # [D, B]
