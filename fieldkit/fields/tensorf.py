@@ -40,16 +40,19 @@ CP_PRESETS = {"cpu": TensoRFConfig(components=12, learning_rate=5e-2, init_scale
 
 
 def _sample_lines(lines: Tensor, coordinates: Tensor) -> Tensor:
-    """Linear interpolation of lines [A, C, R] at coordinates [N, A] in [-1, 1] -> [A, C, N].
+    """Linear interpolation of lines [A, C, R] at coordinates [N, A] in [-1, 1] -> [A, N, C].
 
-    Two gathers and a lerp: several times faster on CPU than grid_sample on 1-pixel-wide images.
+    Two row lookups and a lerp: an embedding's backward adds whole rows, 2x faster on CPU than
+    scattering a gather's [A, C, N] index, itself several times faster than grid_sample on
+    1-pixel-wide images.
     """
-    size = lines.shape[-1]
+    axes, channels, size = lines.shape
+    rows = lines.transpose(1, 2).reshape(axes * size, channels)  # row a * R + r: line a at position r
     position = ((coordinates + 1) * 0.5 * (size - 1)).T  # [A, N]
     left = position.floor().clamp(0, size - 2)
-    weight = (position - left)[:, None, :]  # [A, 1, N]
-    index = left.long()[:, None, :].expand(-1, lines.shape[1], -1)  # [A, C, N]
-    low, high = lines.gather(2, index), lines.gather(2, index + 1)
+    weight = (position - left)[:, :, None]  # [A, N, 1]
+    index = left.long() + (torch.arange(axes, device=lines.device) * size)[:, None]  # [A, N]
+    low, high = F.embedding(index, rows), F.embedding(index + 1, rows)
     return low + (high - low) * weight
 
 
@@ -93,8 +96,8 @@ class TensoRFVMField(_TensoRFField):
     def features(self, coordinates: Tensor) -> Tensor:  # [N, 3] in [-1, 1] -> [N, 3C]
         plane_coordinates = torch.stack([coordinates[:, [a, b]] for a, b, _ in _VM_AXES])[:, :, None, :]  # [3, N, 1, 2]
         planes = F.grid_sample(self.planes, plane_coordinates, mode="bilinear", align_corners=True)[..., 0]  # [3, C, N]
-        lines = _sample_lines(self.lines, coordinates[:, [axis for _, _, axis in _VM_AXES]])  # [3, C, N]
-        return (planes * lines).reshape(-1, coordinates.shape[0]).T
+        lines = _sample_lines(self.lines, coordinates[:, [axis for _, _, axis in _VM_AXES]])  # [3, N, C]
+        return (planes.transpose(1, 2) * lines).transpose(0, 1).reshape(coordinates.shape[0], -1)
 
 
 class TensoRFCPField(_TensoRFField):
@@ -109,5 +112,4 @@ class TensoRFCPField(_TensoRFField):
         return [self.lines]
 
     def features(self, coordinates: Tensor) -> Tensor:  # [N, 3] -> [N, rank]
-        lines = _sample_lines(self.lines, coordinates)  # [3, rank, N]
-        return lines.prod(dim=0).T
+        return _sample_lines(self.lines, coordinates).prod(dim=0)
