@@ -213,7 +213,8 @@ def test_tinycudann_backend_gives_finite_output_on_cuda():
 
 
 def test_tensorf_line_lookup_matches_grid_sample():
-    """TensoRF's lines are read by row lookups; grid_sample on 1-pixel-wide images is the reference."""
+    """TensoRF interpolates its lines with a batched product; grid_sample on 1-pixel-wide images is
+    the reference."""
     torch.manual_seed(0)
     lines = torch.randn(3, 5, 17, dtype=torch.float64, requires_grad=True)
     coordinates = torch.rand(200, 3, dtype=torch.float64) * 2 - 1
