@@ -202,6 +202,15 @@ def test_a_projected_voxel_student_starts_as_the_teacher_at_its_vertices(teacher
         assert torch.allclose(student.field.log_density(vertices), teacher.field.log_density(vertices), atol=1e-3)
 
 
+def test_a_tensorf_cp_student_gets_the_rank_to_copy_a_field(teachers, tmp_path):
+    photo_preset = make_config("tensorf-cp", "cpu")
+    student = Converter(teachers["voxels"], "tensorf-cp", tmp_path / "default", FAST_CONVERT).student.field
+    assert student.config.components == 4 * photo_preset.components
+    assert student.lines.shape[1] == 4 * student.config.components  # the rank
+    chosen = Converter(teachers["voxels"], "tensorf-cp", tmp_path / "chosen", FAST_CONVERT, {"components": 6})
+    assert chosen.student.field.config.components == 6
+
+
 def test_shared_stages_include_the_encoding_of_an_identical_architecture(teachers):
     teacher = load_teacher(teachers["hashgrid"])
     assert shared_stages(teacher.field, teacher.field) == ["encoding", "geometry"]

@@ -18,10 +18,15 @@ from fieldkit.distill.sampling import choose_rig
 from fieldkit.distill.sources import ActiveShares, RenderedRays, RigRays
 from fieldkit.distill.splat_teacher import SplatTeacher
 from fieldkit.distill.stages import shared_stages
-from fieldkit.distill.student import inherit_colour_head, load_teacher, make_student
+from fieldkit.distill.student import (
+    inherit_colour_head,
+    load_teacher,
+    make_student,
+    student_config,
+)
 from fieldkit.distill.views import held_out_cameras, training_views
 from fieldkit.errors import FieldkitError
-from fieldkit.fields import ARCHITECTURES, field_class, make_config
+from fieldkit.fields import ARCHITECTURES, field_class
 from fieldkit.fields.voxels import VoxelField
 from fieldkit.metrics import mse_to_psnr
 from fieldkit.train import ResumableRun, RunDirectory, evaluate
@@ -38,7 +43,7 @@ class Converter(ResumableRun):
         field_class(architecture)  # an unknown target fails before anything is read or written
         self.config = config
         self.teacher = load_teacher(teacher_path)
-        field_config = make_config(architecture, config.preset, field_overrides)
+        field_config = student_config(architecture, config.preset, field_overrides)
         torch.manual_seed(config.seed)  # parameter initialisation
         self.student = make_student(self.teacher, architecture, field_config)  # before any file is written
         self.run = RunDirectory(out)
