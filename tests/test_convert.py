@@ -15,7 +15,7 @@ import torch
 
 from fieldkit.cameras import look_at
 from fieldkit.cli import main
-from fieldkit.distill import ConvertConfig, Converter
+from fieldkit.distill import ConvertConfig, Converter, batch
 from fieldkit.distill.active import HardestPool, focus_mask
 from fieldkit.distill.batch import distill_rays
 from fieldkit.distill.evaluation import compare_to_teacher
@@ -148,6 +148,24 @@ def test_a_very_dense_teacher_gives_bounded_losses(tiny_dataset, small_fields):
     losses.point.backward()
     gradients = [parameter.grad for parameter in student.field.parameters() if parameter.grad is not None]
     assert gradients and all(torch.isfinite(gradient).all() for gradient in gradients)
+
+
+def test_the_teachers_kept_geometry_changes_no_loss(teachers, small_fields, monkeypatch):
+    """The teacher's visibility pass keeps its geometry vectors and its colour pass reuses them; the
+    losses must be those of evaluating the teacher again at the visible samples."""
+    teacher = load_teacher(teachers["hashgrid"])
+    torch.manual_seed(0)
+    student = make_student(teacher, "mlp", make_config("mlp", "cpu", small_fields["mlp"]))
+    generator = torch.Generator().manual_seed(0)
+    rig = OrbitRig(teacher.aabb, upper_only=False)
+    origins, directions = rig.rays(*rig.poses(256, generator), generator)
+    jitter = torch.rand(256, generator=generator)
+    kept = distill_rays(teacher, student, ["geometry"], origins, directions, jitter, 0.01, 1.0)
+    monkeypatch.setattr(batch, "_visibility", lambda teacher, student, stages, colours: teacher.field.log_density)
+    again = distill_rays(teacher, student, ["geometry"], origins, directions, jitter, 0.01, 1.0)
+    for name in ("feature", "point", "pixel", "ray_errors"):
+        assert torch.allclose(getattr(kept, name), getattr(again, name), rtol=1e-5, atol=1e-7), name
+    assert kept.pixel > 0
 
 
 def _slab_field(aabb: torch.Tensor, columns: slice, logit_rgb: tuple[float, float, float]) -> RadianceField:

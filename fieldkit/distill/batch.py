@@ -9,8 +9,9 @@ from torch import Tensor
 from fieldkit.distill.active import focus_mask
 from fieldkit.distill.stages import feature_loss, log_density_error, point_errors
 from fieldkit.fields import FieldOutput
+from fieldkit.fields.base import GeometryVectorField
 from fieldkit.radiance import RadianceField
-from fieldkit.render.volume import composite, march
+from fieldkit.render.volume import RaySamples, composite, march
 
 
 @dataclass
@@ -22,13 +23,30 @@ class BatchLosses:
     ray_errors: Tensor  # [R] squared pixel error per ray, detached
 
 
-def _recording(model: RadianceField, record: dict, key: str):
-    """The model's radiance callback, keeping the full field output (stages included)."""
+def _recording(model: RadianceField, record: dict, key: str, samples: RaySamples | None = None):
+    """The model's radiance callback, keeping the full field output (stages included); with
+    `samples` whose visibility pass kept the model's geometry, only its colour head runs."""
     def radiance(points: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
-        output = model.field(points, directions)
+        if samples is not None and samples.values is not None:
+            output = model.field.output_from_geometry(samples.values[samples.mask], directions)
+        else:
+            output = model.field(points, directions)
         record[key] = output
         return output.log_density, output.rgb
     return radiance
+
+
+def _visibility(teacher: RadianceField, student: RadianceField, stages: list[str], colours: Tensor | None):
+    """The log-density that picks the samples both fields are queried at (see distill_rays)."""
+    if colours is not None:
+        # target colours stand for the teacher's true images, which its volume only approximates (a
+        # splat teacher's baked volume): cutting samples where that volume turns opaque hid surfaces
+        # from the student (3.5 dB lost with pixels alone), so the student's own density cuts them
+        return student.field.log_density
+    if isinstance(teacher.field, GeometryVectorField) and "encoding" not in stages:
+        # a teacher's encoding is most of its cost: keep its geometry for its colour pass
+        return teacher.field.geometry_rows
+    return teacher.field.log_density
 
 
 def distill_rays(teacher: RadianceField, student: RadianceField, stages: list[str], origins: Tensor,
@@ -43,14 +61,11 @@ def distill_rays(teacher: RadianceField, student: RadianceField, stages: list[st
     of the teacher's volume render (a splat teacher's own renders).
     """
     record: dict[str, FieldOutput] = {}
-    # target colours stand for the teacher's true images, which its volume only approximates (a
-    # splat teacher's baked volume): cutting samples where that volume turns opaque hid surfaces
-    # from the student (3.5 dB lost with pixels alone), so the student's own density cuts them
-    visibility = teacher.field.log_density if colours is None else student.field.log_density
-    samples = march(visibility, teacher.grid, origins, directions, teacher.step_size, jitter)
+    samples = march(_visibility(teacher, student, stages, colours), teacher.grid, origins, directions,
+                    teacher.step_size, jitter)
     with torch.no_grad():
-        target = composite(_recording(teacher, record, "teacher"), samples, directions, teacher.background,
-                           teacher.step_size)
+        target = composite(_recording(teacher, record, "teacher", samples), samples, directions,
+                           teacher.background, teacher.step_size)
     if "teacher" not in record:
         return None
     output = composite(_recording(student, record, "student"), samples, directions, teacher.background,

@@ -103,8 +103,20 @@ class GeometryVectorField(Field):
 
     def _forward_normalized(self, unit_points: Tensor, directions: Tensor) -> FieldOutput:
         encoding, geometry = self.encode(unit_points)
-        rgb = self.colour_head(geometry[:, 1:], directions)
-        return FieldOutput(clamp_log_density(geometry[:, 0]), rgb, {"encoding": encoding, "geometry": geometry})
+        output = self.output_from_geometry(geometry, directions)
+        output.stages["encoding"] = encoding
+        return output
+
+    def output_from_geometry(self, geometry: Tensor, directions: Tensor) -> FieldOutput:
+        """The output at points whose geometry vector [N, 1 + K] is known: only the colour head runs."""
+        return FieldOutput(clamp_log_density(geometry[:, 0]), self.colour_head(geometry[:, 1:], directions),
+                           {"geometry": geometry})
+
+    def geometry_rows(self, points: Tensor) -> Tensor:
+        """The geometry vector [N, 1 + K] at world points, its log-density clamped: a visibility
+        pass that keeps it lets `output_from_geometry` colour the visible samples."""
+        geometry = self.encode(self.normalize(points))[1]
+        return torch.cat([clamp_log_density(geometry[:, :1]), geometry[:, 1:]], dim=-1)
 
     def _log_density_normalized(self, unit_points: Tensor) -> Tensor:
         return clamp_log_density(self.encode(unit_points)[1][:, 0])

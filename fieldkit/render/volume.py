@@ -39,6 +39,8 @@ class RenderOutput:
 
 # (points [M, 3], directions [M, 3]) -> (log_density [M], rgb [M, 3])
 RadianceFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+# points [M, 3] -> log_density [M], or rows [M, V] whose first column is the log-density and whose
+# rest the caller wants back at the visible samples (work its radiance pass can reuse)
 LogDensityFn = Callable[[Tensor], Tensor]
 
 
@@ -74,23 +76,32 @@ def _transmittance(optical_depth: Tensor) -> Tensor:  # [R, S] -> light reaching
 
 
 @torch.no_grad()
-def visible_samples(log_density_fn: LogDensityFn, points: Tensor, mask: Tensor, step_size: float) -> Tensor:
-    """The samples of `mask` [R, S] that light still reaches (transmittance above epsilon).
+def visible_samples(log_density_fn: LogDensityFn, points: Tensor, mask: Tensor,
+                    step_size: float) -> tuple[Tensor, Tensor | None]:
+    """The samples of `mask` [R, S] that light still reaches (transmittance above epsilon), and
+    what `log_density_fn` returned at each sample it evaluated ([R, S, V] when it returns rows
+    [M, V] with the log-density first, else None).
 
     Marches in segments; a ray that has become opaque is not evaluated further.
     """
-    visible = torch.zeros_like(mask)
+    visible, values = torch.zeros_like(mask), None
     optical_depth = points.new_zeros(mask.shape[0])  # [R] accumulated so far
     for start in range(0, mask.shape[1], SEGMENT_STEPS):
         segment = mask[:, start:start + SEGMENT_STEPS] & (optical_depth < _OPAQUE_OPTICAL_DEPTH)[:, None]
         if not segment.any():
             continue
+        evaluated = log_density_fn(points[:, start:start + SEGMENT_STEPS][segment])
+        if evaluated.dim() == 2:
+            if values is None:
+                values = points.new_zeros(*mask.shape, evaluated.shape[1])
+            values[:, start:start + SEGMENT_STEPS][segment] = evaluated
+            evaluated = evaluated[:, 0]
         depth = torch.zeros(segment.shape, device=points.device, dtype=points.dtype)
-        depth[segment] = density_from_log(log_density_fn(points[:, start:start + SEGMENT_STEPS][segment])) * step_size
+        depth[segment] = density_from_log(evaluated) * step_size
         transmittance = torch.exp(-(optical_depth[:, None] + torch.cumsum(depth, dim=-1) - depth))
         visible[:, start:start + SEGMENT_STEPS] = segment & (transmittance > TRANSMITTANCE_EPSILON)
         optical_depth += depth.sum(dim=-1)
-    return visible
+    return visible, values
 
 
 @dataclass
@@ -98,6 +109,7 @@ class RaySamples:
     t: Tensor  # [R, S] distances
     points: Tensor  # [R, S, 3]
     mask: Tensor  # [R, S] the occupied samples that light still reaches
+    values: Tensor | None = None  # [R, S, V] the visibility pass's rows where it evaluated (visible_samples)
 
 
 def march(log_density_fn: LogDensityFn, grid: OccupancyGrid, origins: Tensor, directions: Tensor,
@@ -105,7 +117,7 @@ def march(log_density_fn: LogDensityFn, grid: OccupancyGrid, origins: Tensor, di
     """The samples of the rays that a render evaluates: occupied, and before the ray turns opaque
     by `log_density_fn` (a pass without gradient)."""
     t, points, mask = sample_along_rays(origins, directions, grid, step_size, jitter)
-    return RaySamples(t, points, visible_samples(log_density_fn, points, mask, step_size))
+    return RaySamples(t, points, *visible_samples(log_density_fn, points, mask, step_size))
 
 
 def composite(radiance_fn: RadianceFn, samples: RaySamples, directions: Tensor, background: Tensor,
