@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fieldkit.fields.activations import LOG_DENSITY_MIN, clamp_log_density
+from fieldkit.fields.activations import LOG_DENSITY_MIN
 from fieldkit.fields.base import GeometryVectorField
 from fieldkit.fields.encodings import spherical_harmonics
 from fieldkit.fields.voxels import VoxelField
@@ -56,11 +56,10 @@ def _teacher_samples(teacher: RadianceField, points: Tensor, directions: Tensor)
     """Teacher log-density [V] and rgb [V, D, 3] at the points, seen along every direction."""
     field = teacher.field
     if isinstance(field, GeometryVectorField):  # the geometry does not depend on the direction
-        _, geometry = field.encode(field.normalize(points))
-        features = geometry[:, 1:]
-        rgb = torch.stack([field.colour_head(features, direction.expand(len(points), 3))
+        geometry = field.geometry_rows(points)
+        rgb = torch.stack([field.output_from_geometry(geometry, direction.expand(len(points), 3)).rgb
                            for direction in directions], dim=1)
-        return clamp_log_density(geometry[:, 0]), rgb
+        return geometry[:, 0], rgb
     outputs = [field(points, direction.expand(len(points), 3)) for direction in directions]
     return outputs[0].log_density, torch.stack([output.rgb for output in outputs], dim=1)
 
