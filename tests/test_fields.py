@@ -212,19 +212,19 @@ def test_tinycudann_backend_gives_finite_output_on_cuda():
     assert output.log_density.shape == (257,) and torch.isfinite(output.rgb).all()
 
 
-def test_tensorf_line_lookup_matches_grid_sample():
+def test_tensorf_line_interpolation_matches_grid_sample():
     """TensoRF interpolates its lines with a batched product; grid_sample on 1-pixel-wide images is
     the reference."""
     torch.manual_seed(0)
     lines = torch.randn(3, 5, 17, dtype=torch.float64, requires_grad=True)
     coordinates = torch.rand(200, 3, dtype=torch.float64) * 2 - 1
     coordinates[:3] = torch.tensor([-1.0, 1.0, 0.0], dtype=torch.float64)  # both ends and the middle
-    looked_up = _sample_lines(lines, coordinates)  # [3, N, C]
+    interpolated = _sample_lines(lines, coordinates)  # [3, N, C]
     # each line as a [C, R, 1] image sampled at (x=0, y=coordinate)
     grid = torch.stack([torch.zeros_like(coordinates.T), coordinates.T], dim=-1)[:, :, None, :]  # [3, N, 1, 2]
     reference = F.grid_sample(lines[..., None], grid, mode="bilinear", align_corners=True)[..., 0]  # [3, C, N]
-    assert torch.allclose(looked_up, reference.transpose(1, 2), atol=1e-12)
-    weights = torch.randn_like(looked_up)
-    gradient, = torch.autograd.grad((looked_up * weights).sum(), lines)
+    assert torch.allclose(interpolated, reference.transpose(1, 2), atol=1e-12)
+    weights = torch.randn_like(interpolated)
+    gradient, = torch.autograd.grad((interpolated * weights).sum(), lines)
     reference_gradient, = torch.autograd.grad((reference.transpose(1, 2) * weights).sum(), lines)
     assert torch.allclose(gradient, reference_gradient, atol=1e-10)
