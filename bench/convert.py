@@ -27,7 +27,7 @@ from fieldkit.scenes import DEFAULT_SCENE
 from fieldkit.atomic import write_text
 from fieldkit.data import load_dataset
 from fieldkit.distill import ConvertConfig, Converter
-from fieldkit.distill.convert import DEFAULT_STEPS as CONVERT_STEPS
+from fieldkit.distill.step_budget import default_steps
 from fieldkit.fields import ARCHITECTURES
 from fieldkit.train import TrainConfig, Trainer, evaluate, first_time_reaching, probe_views
 
@@ -116,7 +116,8 @@ def main() -> None:
     parser.add_argument("--skip-matrix", action="store_true")
     parser.add_argument("--skip-headline", action="store_true")
     parser.add_argument("--probe-every", type=int, default=50, help="steps between test probes in (b)")
-    parser.add_argument("--headline-steps", type=int, default=CONVERT_STEPS, help="distillation steps in (b)")
+    parser.add_argument("--headline-steps", type=int, default=default_steps("hashgrid", "mlp"),
+                        help="distillation steps in (b) (default: convert's for hashgrid -> mlp)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "convert.json"))
     args = parser.parse_args()
 

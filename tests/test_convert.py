@@ -22,9 +22,17 @@ from fieldkit.distill.evaluation import compare_to_teacher
 from fieldkit.distill.projection import project_onto_voxels
 from fieldkit.distill.sampling import BoxRig, OrbitRig, choose_rig
 from fieldkit.distill.stages import shared_stages
+from fieldkit.distill.step_budget import (
+    BUDGET_SECONDS,
+    FEWEST_STEPS,
+    MOST_STEPS,
+    STUDENT_STEP_SECONDS,
+    TEACHER_STEP_SECONDS,
+    default_steps,
+)
 from fieldkit.distill.student import load_teacher, make_student
 from fieldkit.errors import FieldkitError
-from fieldkit.fields import make_config, make_field
+from fieldkit.fields import ARCHITECTURES, make_config, make_field
 from fieldkit.gaussians.model import SH_C0
 from fieldkit.io import load
 from fieldkit.radiance import RadianceField
@@ -244,6 +252,22 @@ def test_the_student_learns_at_its_training_rates_times_the_scale(teachers, tmp_
     assert blank.base_lrs == [2.0 * config.learning_rate, 2.0 * config.network_learning_rate]
     projected = Converter(teachers["hashgrid"], "voxels", tmp_path / "projected", FAST_CONVERT)
     assert projected.base_lrs == [0.25 * make_config("voxels", "cpu").learning_rate]
+
+
+def test_default_steps_fill_the_time_budget_of_each_pair(teachers, tmp_path):
+    for teacher in ARCHITECTURES:
+        for student in ARCHITECTURES:
+            steps = default_steps(teacher, student)
+            seconds = steps * (TEACHER_STEP_SECONDS[teacher] + STUDENT_STEP_SECONDS[student])
+            assert steps % 100 == 0 and FEWEST_STEPS <= steps <= MOST_STEPS
+            # within the budget, and no further 100 steps would have fitted (unless capped)
+            assert seconds <= BUDGET_SECONDS or steps == FEWEST_STEPS
+            assert steps == MOST_STEPS or seconds + 100 * seconds / steps > BUDGET_SECONDS
+    # a cheap pair runs longer than a costly one; a splat teacher renders first and gets the fewest
+    assert default_steps("mlp", "tensorf-vm") > default_steps("hashgrid", "voxels")
+    assert default_steps("gaussians", "hashgrid") == FEWEST_STEPS
+    converter = Converter(teachers["voxels"], "tensorf-vm", tmp_path / "run", FAST_CONVERT)
+    assert converter.steps == default_steps("voxels", "tensorf-vm")
 
 
 @pytest.mark.parametrize("name", ["hashgrid-mlp", "voxels-tensorf-vm"])

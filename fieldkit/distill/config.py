@@ -26,8 +26,9 @@ STAGES = ("feature", "point", "pixel")
 @dataclass
 class ConvertConfig:
     steps: int = 0
-    """distillation steps (0: the student's default, 900 for a field (2-5.5 minutes on a 2-core CPU;
-    a hash-grid teacher costs most) and 3000 for splats)"""
+    """distillation steps (0: the default: for a field teacher and student, as many as fit in
+    about four minutes on a 2-core CPU (900-3000, see fieldkit/distill/step_budget.py); 900 from
+    splats; 3000 into splats)"""
     batch_rays: int = 2048
     """synthetic rays per step"""
     feature_start: float = 0.0
@@ -61,9 +62,9 @@ class ConvertConfig:
     """start the student from the teacher's colour head when the shapes agree"""
     active: bool = True
     """active learning (PVD-AL): revisit hard views, replay hard rays, focus on surface points"""
-    replay_fraction: float = 0.25
+    replay_fraction: float = 0.1
     """active: share of each batch replayed from the pool of hardest rays"""
-    revisit_fraction: float = 0.25
+    revisit_fraction: float = 0.1
     """active: share of each batch from perturbed copies of the hardest camera poses"""
     revisit_jitter: float = 0.05
     """active: size of a revisit's perturbation, as a fraction of the rig's size"""

@@ -18,6 +18,7 @@ from fieldkit.distill.sampling import choose_rig
 from fieldkit.distill.sources import ActiveShares, RenderedRays, RigRays
 from fieldkit.distill.splat_teacher import SplatTeacher
 from fieldkit.distill.stages import shared_stages
+from fieldkit.distill.step_budget import default_steps
 from fieldkit.distill.student import (
     inherit_colour_head,
     load_teacher,
@@ -31,7 +32,6 @@ from fieldkit.fields.voxels import VoxelField
 from fieldkit.metrics import mse_to_psnr
 from fieldkit.train import ResumableRun, RunDirectory, evaluate
 
-DEFAULT_STEPS = 900
 # default learning-rate multiples (measured at 900 steps): a blank student gained 0.3-1.0 dB at
 # twice its training rates; a projected voxel student 0.2-0.3 dB at a quarter of them, against 1x
 BLANK_RATE_SCALE, PROJECTED_RATE_SCALE = 2.0, 0.25
@@ -77,7 +77,7 @@ class Converter(ResumableRun):
         self.active_shares = ActiveShares(config.replay_fraction, config.revisit_fraction,
                                           config.revisit_jitter) if config.active else ActiveShares()
         self.schedule = config.schedule()
-        self.steps, self.step, self.seconds = config.steps or DEFAULT_STEPS, 0, 0.0
+        self.steps, self.step, self.seconds = config.steps or default_steps(self.teacher.architecture, architecture), 0, 0.0
 
     def _start_from_projection(self) -> bool:
         """A voxel student starts from the teacher read off at its vertices, unless asked not to;
