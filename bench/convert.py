@@ -29,7 +29,14 @@ from fieldkit.data import load_dataset
 from fieldkit.distill import ConvertConfig, Converter
 from fieldkit.distill.step_budget import default_steps
 from fieldkit.fields import ARCHITECTURES
-from fieldkit.train import TrainConfig, Trainer, evaluate, first_time_reaching, probe_views
+from fieldkit.train import (
+    TrainConfig,
+    Trainer,
+    evaluate,
+    first_time_reaching,
+    probe_views,
+)
+
 
 def teacher_path(directory: Path, architecture: str) -> Path:
     """A teacher trained with `fieldkit train`'s defaults on the default scene (trained once)."""

@@ -77,7 +77,8 @@ class Converter(ResumableRun):
         self.active_shares = ActiveShares(config.replay_fraction, config.revisit_fraction,
                                           config.revisit_jitter) if config.active else ActiveShares()
         self.schedule = config.schedule()
-        self.steps, self.step, self.seconds = config.steps or default_steps(self.teacher.architecture, architecture), 0, 0.0
+        self.steps = config.steps or default_steps(self.teacher.architecture, architecture)
+        self.step, self.seconds = 0, 0.0
 
     def _start_from_projection(self) -> bool:
         """A voxel student starts from the teacher read off at its vertices, unless asked not to;

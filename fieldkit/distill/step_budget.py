@@ -6,7 +6,8 @@ from __future__ import annotations
 
 # Seconds per distillation step on the 2-core reference CPU, split into the teacher's share and
 # the student's: a least-squares fit (within 16%) to 60-step timings of all 20 pairs at default
-# settings, two threads, nothing else running. Whole runs took 5-25% less per step.
+# settings, two threads, nothing else running. Whole runs mostly took 5-25% less per step;
+# hashgrid -> tensorf-cp took 15% more (284 s for its 1400 steps).
 TEACHER_STEP_SECONDS = {"hashgrid": 0.107, "voxels": 0.101, "tensorf-vm": 0.050, "tensorf-cp": 0.048,
                         "mlp": 0.008}
 STUDENT_STEP_SECONDS = {"voxels": 0.101, "hashgrid": 0.084, "tensorf-cp": 0.057, "mlp": 0.041,
