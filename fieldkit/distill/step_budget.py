@@ -20,7 +20,7 @@ FEWEST_STEPS, MOST_STEPS = 900, 3000
 
 def default_steps(teacher: str, student: str) -> int:
     """Steps (a multiple of 100) for `teacher` -> `student` architectures at default settings."""
-    if teacher not in TEACHER_STEP_SECONDS or student not in STUDENT_STEP_SECONDS:
+    if teacher not in TEACHER_STEP_SECONDS:
         return FEWEST_STEPS
     seconds_per_step = TEACHER_STEP_SECONDS[teacher] + STUDENT_STEP_SECONDS[student]
     steps = int(BUDGET_SECONDS / seconds_per_step) // 100 * 100
