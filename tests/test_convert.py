@@ -26,8 +26,9 @@ from fieldkit.distill.step_budget import (
     BUDGET_SECONDS,
     FEWEST_STEPS,
     MOST_STEPS,
+    STUDENT_STEP_SECONDS,
+    TEACHER_STEP_SECONDS,
     default_steps,
-    step_seconds,
 )
 from fieldkit.distill.student import load_teacher, make_student
 from fieldkit.errors import FieldkitError
@@ -257,7 +258,7 @@ def test_default_steps_fill_the_time_budget_of_each_pair(teachers, tmp_path):
     for teacher in ARCHITECTURES:
         for student in ARCHITECTURES:
             steps = default_steps(teacher, student)
-            seconds = steps * step_seconds(teacher, student)
+            seconds = steps * (TEACHER_STEP_SECONDS[teacher] + STUDENT_STEP_SECONDS[student])
             assert steps % 100 == 0 and FEWEST_STEPS <= steps <= MOST_STEPS
             # within the budget, and no further 100 steps would have fitted (unless capped)
             assert seconds <= BUDGET_SECONDS or steps == FEWEST_STEPS
@@ -277,19 +278,6 @@ def test_the_student_inherits_grid_bounds_and_render_settings(name, converted, t
     assert torch.equal(student.grid.occupied, teacher.grid.occupied)
     assert torch.equal(student.grid.density, teacher.grid.density)
     assert student.step_size == teacher.step_size and student.dataset == teacher.dataset
-
-
-def test_a_student_marches_at_its_own_spacing_unless_its_teacher_is_coarser(teachers, small_fields):
-    teacher = load_teacher(teachers["hashgrid"])  # trained at 64 samples per diagonal
-    diagonal = float((teacher.aabb[1] - teacher.aabb[0]).norm())
-
-    def student(architecture: str) -> RadianceField:
-        return make_student(teacher, architecture, make_config(architecture, "cpu", small_fields[architecture]))
-
-    assert student("mlp").step_size == teacher.step_size
-    teacher.step_size = diagonal / 256  # a hash grid at `fieldkit train`'s spacing
-    assert student("mlp").step_size == pytest.approx(diagonal / 128)  # the MLP trains at 128
-    assert student("tensorf-vm").step_size == teacher.step_size
 
 
 class StepCounter:

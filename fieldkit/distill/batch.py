@@ -54,24 +54,22 @@ def distill_rays(teacher: RadianceField, student: RadianceField, stages: list[st
                  colours: Tensor | None = None) -> BatchLosses | None:
     """Renders the rays with both fields -> the stage losses; None when no ray met anything.
 
-    Both renders composite the same marched samples (the teacher's grid at the student's
-    spacing, one visibility pass), so the student is queried at exactly the teacher's points, in
-    the same order. With
+    Both renders composite the same marched samples (the teacher's grid, one visibility pass),
+    so the student is queried at exactly the teacher's points, in the same order. With
     `point_focus` > 0 the point loss adds that weight times its mean over the teacher's visible
     surface samples (PVD-AL's point level). `colours` [R, 3], when given, are the rays' target colours in place
     of the teacher's volume render (a splat teacher's own renders).
     """
     record: dict[str, FieldOutput] = {}
-    step_size = student.step_size
     samples = march(_visibility(teacher, student, stages, colours), teacher.grid, origins, directions,
-                    step_size, jitter)
+                    teacher.step_size, jitter)
     with torch.no_grad():
         target = composite(_recording(teacher, record, "teacher", samples), samples, directions,
-                           teacher.background, step_size)
+                           teacher.background, teacher.step_size)
     if "teacher" not in record:
         return None
     output = composite(_recording(student, record, "student"), samples, directions, teacher.background,
-                       step_size)
+                       teacher.step_size)
     taught, learned = record["teacher"], record["student"]
     ray_errors = (output.rgb - (target.rgb if colours is None else colours)).square().sum(dim=-1)  # [R]
     errors = point_errors(taught, learned, density_weight)  # [M]

@@ -1,5 +1,5 @@
 """The student: a new field of the target architecture that takes over the teacher's bounds,
-occupancy grid and background, and optionally its colour head."""
+occupancy grid and render settings, and optionally its colour head."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +13,6 @@ from fieldkit.gaussians import Splats
 from fieldkit.io import load
 from fieldkit.radiance import RadianceField
 from fieldkit.render.occupancy import OccupancyGrid
-from fieldkit.train import DEFAULT_SAMPLES_PER_DIAGONAL
 
 # A student copies another architecture's field, its errors included, which takes more capacity
 # than fitting photos: these sizes replace the photo-training preset's under a user's overrides
@@ -72,21 +71,8 @@ def _buildable_field(architecture: str, aabb: torch.Tensor, field_config):
     return field
 
 
-def student_step_size(teacher: RadianceField, architecture: str) -> float:
-    """The spacing `fieldkit train` gives the architecture, unless the teacher's is coarser.
-
-    Distillation marches at the student's spacing, so an MLP student (128 samples per diagonal
-    where the others take 256) costs half as much per step and gets twice the steps in the same
-    time: hashgrid -> mlp went from -1.53 to -1.12 dB, voxels -> mlp from -2.35 to -1.89. A
-    spacing finer than the teacher's would only resample what the teacher resolves, at a cost.
-    """
-    diagonal = float((teacher.aabb[1] - teacher.aabb[0]).norm())
-    return max(teacher.step_size, diagonal / DEFAULT_SAMPLES_PER_DIAGONAL[architecture])
-
-
 def make_student(teacher: RadianceField, architecture: str, field_config) -> RadianceField:
     field = _buildable_field(architecture, teacher.aabb, field_config)
-    student = RadianceField(field, copy_grid(teacher.grid), student_step_size(teacher, architecture),
-                            teacher.background)
+    student = RadianceField(field, copy_grid(teacher.grid), teacher.step_size, teacher.background)
     student.dataset = dict(teacher.dataset)
     return student.to(torch.float32)
