@@ -26,17 +26,17 @@ from fieldkit.distill.step_budget import (
     BUDGET_SECONDS,
     FEWEST_STEPS,
     MOST_STEPS,
-    STUDENT_STEP_SECONDS,
-    TEACHER_STEP_SECONDS,
     default_steps,
+    step_seconds,
 )
-from fieldkit.distill.student import load_teacher, make_student
+from fieldkit.distill.student import load_teacher, make_student, sample_stride
 from fieldkit.errors import FieldkitError
 from fieldkit.fields import ARCHITECTURES, make_config, make_field
 from fieldkit.gaussians.model import SH_C0
 from fieldkit.io import load
 from fieldkit.radiance import RadianceField
 from fieldkit.render.occupancy import OccupancyGrid
+from fieldkit.render.volume import ray_aabb
 from fieldkit.train import Trainer
 
 # teacher architecture, student architecture, student overrides, steps, PSNR-vs-teacher floor.
@@ -258,7 +258,7 @@ def test_default_steps_fill_the_time_budget_of_each_pair(teachers, tmp_path):
     for teacher in ARCHITECTURES:
         for student in ARCHITECTURES:
             steps = default_steps(teacher, student)
-            seconds = steps * (TEACHER_STEP_SECONDS[teacher] + STUDENT_STEP_SECONDS[student])
+            seconds = steps * step_seconds(teacher, student)
             assert steps % 100 == 0 and FEWEST_STEPS <= steps <= MOST_STEPS
             # within the budget, and no further 100 steps would have fitted (unless capped)
             assert seconds <= BUDGET_SECONDS or steps == FEWEST_STEPS
@@ -278,6 +278,40 @@ def test_the_student_inherits_grid_bounds_and_render_settings(name, converted, t
     assert torch.equal(student.grid.occupied, teacher.grid.occupied)
     assert torch.equal(student.grid.density, teacher.grid.density)
     assert student.step_size == teacher.step_size and student.dataset == teacher.dataset
+
+
+def test_a_student_on_every_other_sample_sees_its_own_march(teachers, small_fields):
+    """With stride 2 the student is queried at half the samples, at the positions its own march
+    at twice the spacing would take with the same jitter."""
+    # an MLP trains at 128 samples per diagonal, the others at 256; never finer than the teacher
+    assert (sample_stride(256, "mlp"), sample_stride(256, "hashgrid"), sample_stride(128, "voxels"),
+            sample_stride(64, "mlp")) == (2, 1, 1, 1)
+    teacher = load_teacher(teachers["hashgrid"])
+    student = make_student(teacher, "mlp", make_config("mlp", "cpu", small_fields["mlp"]))
+    generator = torch.Generator().manual_seed(0)
+    low, high = teacher.aabb
+    eye = high + (high - low)  # outside the box, so every ray enters it
+    targets = low + torch.rand(256, 3, generator=generator) * (high - low)
+    directions = torch.nn.functional.normalize(targets - eye, dim=-1)
+    origins = eye.expand_as(directions)
+    jitter = torch.rand(256, generator=generator)
+    queried, field = {}, student.field.forward
+
+    def recording(points, view):
+        queried[len(queried)] = points
+        return field(points, view)
+    student.field.forward = recording
+    for stride in (1, 2):
+        losses = distill_rays(teacher, student, [], origins, directions, jitter, 0.01, stride=stride)
+        assert losses is not None and torch.isfinite(losses.pixel)
+    assert 0.4 < queried[1].shape[0] / queried[0].shape[0] < 0.6
+    # each student point lies at near + (jitter + k) * 2 * step along its ray, for a whole k
+    offsets = queried[1] - eye
+    distance = torch.linalg.vector_norm(offsets, dim=-1)
+    ray = (offsets @ directions.T).argmax(dim=1)  # the rays share their origin: the best-aligned one
+    near, _ = ray_aabb(origins, directions, teacher.aabb)
+    position = (distance - near[ray]) / (2 * teacher.step_size) - jitter[ray]
+    assert (position - position.round()).abs().max() < 1e-3
 
 
 class StepCounter:

@@ -49,33 +49,57 @@ def _visibility(teacher: RadianceField, student: RadianceField, stages: list[str
     return teacher.field.log_density
 
 
+def _every_nth(samples: RaySamples, stride: int, phase: Tensor) -> tuple[RaySamples, Tensor]:
+    """The samples at positions phase, phase + stride, ... of each ray (phase [R] in [0, stride)),
+    and which of the evaluated samples [M] of `samples` they are."""
+    position = torch.arange(samples.t.shape[1], device=samples.t.device)
+    chosen = (position[None, :] % stride) == phase[:, None]  # [R, S]
+    mask = samples.mask & chosen
+    return RaySamples(samples.t, samples.points, mask), chosen[samples.mask]
+
+
+def _subset(output: FieldOutput, kept: Tensor) -> FieldOutput:
+    return FieldOutput(output.log_density[kept], output.rgb[kept],
+                       {name: stage[kept] for name, stage in output.stages.items()})
+
+
 def distill_rays(teacher: RadianceField, student: RadianceField, stages: list[str], origins: Tensor,
                  directions: Tensor, jitter: Tensor, density_weight: float, point_focus: float = 0.0,
-                 colours: Tensor | None = None) -> BatchLosses | None:
+                 colours: Tensor | None = None, stride: int = 1) -> BatchLosses | None:
     """Renders the rays with both fields -> the stage losses; None when no ray met anything.
 
-    Both renders composite the same marched samples (the teacher's grid, one visibility pass),
-    so the student is queried at exactly the teacher's points, in the same order. With
-    `point_focus` > 0 the point loss adds that weight times its mean over the teacher's visible
-    surface samples (PVD-AL's point level). `colours` [R, 3], when given, are the rays' target colours in place
+    Both renders composite the same marched samples (the teacher's grid and spacing, one
+    visibility pass), so the student is queried at exactly the teacher's points, in the same
+    order. With `stride` > 1 the student renders every stride-th of them, from a random first
+    one: `jitter` [R] in [0, 1) places its samples as its own march at stride times the spacing
+    would, and the teacher's at the fractional part of stride * jitter. With `point_focus` > 0
+    the point loss adds that weight times its mean over the teacher's visible surface samples
+    (PVD-AL's point level). `colours` [R, 3], when given, are the rays' target colours in place
     of the teacher's volume render (a splat teacher's own renders).
     """
     record: dict[str, FieldOutput] = {}
+    scaled = jitter * stride
     samples = march(_visibility(teacher, student, stages, colours), teacher.grid, origins, directions,
-                    teacher.step_size, jitter)
+                    teacher.step_size, scaled.frac())
     with torch.no_grad():
         target = composite(_recording(teacher, record, "teacher", samples), samples, directions,
                            teacher.background, teacher.step_size)
     if "teacher" not in record:
         return None
+    taught, weights, rays = record["teacher"], target.sample_weights, target.sample_rays
+    if stride > 1:
+        samples, kept = _every_nth(samples, stride, scaled.floor().long())
+        taught, weights, rays = _subset(taught, kept), weights[kept], rays[kept]
     output = composite(_recording(student, record, "student"), samples, directions, teacher.background,
-                       teacher.step_size)
-    taught, learned = record["teacher"], record["student"]
+                       teacher.step_size * stride)
+    if "student" not in record:  # none of the rays' samples fell on the student's share
+        return None
+    learned = record["student"]
     ray_errors = (output.rgb - (target.rgb if colours is None else colours)).square().sum(dim=-1)  # [R]
     errors = point_errors(taught, learned, density_weight)  # [M]
     point = errors.mean()
     if point_focus > 0:
-        focused = focus_mask(target.sample_weights, target.sample_rays, target.alpha)
+        focused = focus_mask(weights, rays, target.alpha)
         if focused.any():
             point = point + point_focus * errors[focused].mean()
     return BatchLosses(feature_loss(taught, learned, stages), point, ray_errors.mean() / 3,

@@ -23,6 +23,7 @@ from fieldkit.distill.student import (
     inherit_colour_head,
     load_teacher,
     make_student,
+    sample_stride,
     student_config,
 )
 from fieldkit.distill.views import held_out_cameras, training_views
@@ -77,6 +78,8 @@ class Converter(ResumableRun):
         self.active_shares = ActiveShares(config.replay_fraction, config.revisit_fraction,
                                           config.revisit_jitter) if config.active else ActiveShares()
         self.schedule = config.schedule()
+        diagonal = float((self.teacher.aabb[1] - self.teacher.aabb[0]).norm())
+        self.stride = sample_stride(diagonal / self.teacher.step_size, architecture)
         self.steps = config.steps or default_steps(self.teacher.architecture, architecture)
         self.step, self.seconds = 0, 0.0
 
@@ -105,7 +108,7 @@ class Converter(ResumableRun):
         jitter = torch.rand(batch.origins.shape[0], generator=self.generator)
         losses = distill_rays(self.teacher, self.student, self.stages, batch.origins, batch.directions, jitter,
                               self.config.density_weight, self.config.point_focus if self.config.active else 0.0,
-                              batch.colours)
+                              batch.colours, self.stride)
         if losses is None:  # every ray missed the occupied cells: nothing to learn from
             return {}
         progress = self.step / max(self.steps, 1)

@@ -4,10 +4,16 @@ sake (tensorf-vm -> mlp: -1.86 dB at 900 steps, -0.81 at 2400; voxels -> tensorf
 900, -0.77 at 1800)."""
 from __future__ import annotations
 
+from fieldkit.distill.student import sample_stride
+from fieldkit.train import DEFAULT_SAMPLES_PER_DIAGONAL
+
 # Seconds per distillation step on the 2-core reference CPU, split into the teacher's share and
-# the student's: a least-squares fit (within 16%) to 60-step timings of all 20 pairs at default
-# settings, two threads, nothing else running. Whole runs mostly took 5-25% less per step;
-# hashgrid -> tensorf-cp took 15% more (284 s for its 1400 steps).
+# the student's at every teacher sample: a least-squares fit (within 16%) to 60-step timings of
+# all 20 pairs at default settings, two threads, nothing else running. Whole runs mostly took
+# 5-25% less per step; hashgrid -> tensorf-cp took 15% more (284 s for its 1400 steps). A student
+# on every other sample (an MLP: see sample_stride) costs half its share; the MLP students'
+# timings at that stride fit its share within 5% from the hash grid and 20% from the TensoRFs,
+# and from the voxel teacher they cost 24% less than the estimate.
 TEACHER_STEP_SECONDS = {"hashgrid": 0.107, "voxels": 0.101, "tensorf-vm": 0.050, "tensorf-cp": 0.048,
                         "mlp": 0.008}
 STUDENT_STEP_SECONDS = {"voxels": 0.101, "hashgrid": 0.084, "tensorf-cp": 0.057, "mlp": 0.041,
@@ -18,10 +24,15 @@ BUDGET_SECONDS = 240.0
 FEWEST_STEPS, MOST_STEPS = 900, 3000
 
 
+def step_seconds(teacher: str, student: str) -> float:
+    """Estimated seconds per step of `teacher` (at `fieldkit train`'s spacing) -> `student`."""
+    stride = sample_stride(DEFAULT_SAMPLES_PER_DIAGONAL[teacher], student)
+    return TEACHER_STEP_SECONDS[teacher] + STUDENT_STEP_SECONDS[student] / stride
+
+
 def default_steps(teacher: str, student: str) -> int:
     """Steps (a multiple of 100) for `teacher` -> `student` architectures at default settings."""
     if teacher not in TEACHER_STEP_SECONDS:
         return FEWEST_STEPS
-    seconds_per_step = TEACHER_STEP_SECONDS[teacher] + STUDENT_STEP_SECONDS[student]
-    steps = int(BUDGET_SECONDS / seconds_per_step) // 100 * 100
+    steps = int(BUDGET_SECONDS / step_seconds(teacher, student)) // 100 * 100
     return min(max(steps, FEWEST_STEPS), MOST_STEPS)

@@ -13,6 +13,7 @@ from fieldkit.gaussians import Splats
 from fieldkit.io import load
 from fieldkit.radiance import RadianceField
 from fieldkit.render.occupancy import OccupancyGrid
+from fieldkit.train import DEFAULT_SAMPLES_PER_DIAGONAL
 
 # A student copies another architecture's field, its errors included, which takes more capacity
 # than fitting photos: these sizes replace the photo-training preset's under a user's overrides
@@ -69,6 +70,17 @@ def _buildable_field(architecture: str, aabb: torch.Tensor, field_config):
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise FieldkitError(f"this {architecture} student config cannot hold the scene: {reason[:160]}") from None
     return field
+
+
+def sample_stride(teacher_samples: float, student: str) -> int:
+    """How many of the teacher's samples along a ray go to one of the student's: the student
+    learns at the spacing `fieldkit train` gives its architecture, never finer than the teacher's.
+
+    The teacher still renders every sample (its targets keep their detail: tensorf-vm rendered at
+    128 samples per diagonal instead of its 256 scores 35.35 dB instead of 36.97), while an MLP
+    student, trained at 128, evaluates half of them and so costs about half per step.
+    """
+    return max(1, round(teacher_samples / DEFAULT_SAMPLES_PER_DIAGONAL[student]))
 
 
 def make_student(teacher: RadianceField, architecture: str, field_config) -> RadianceField:
