@@ -26,6 +26,7 @@ from fieldkit.distill.step_budget import (
     BUDGET_SECONDS,
     FEWEST_STEPS,
     MOST_STEPS,
+    SPLAT_TEACHER_STEPS,
     default_steps,
     step_seconds,
 )
@@ -263,9 +264,9 @@ def test_default_steps_fill_the_time_budget_of_each_pair(teachers, tmp_path):
             # within the budget, and no further 100 steps would have fitted (unless capped)
             assert seconds <= BUDGET_SECONDS or steps == FEWEST_STEPS
             assert steps == MOST_STEPS or seconds + 100 * seconds / steps > BUDGET_SECONDS
-    # a cheap pair runs longer than a costly one; a splat teacher renders first and gets the fewest
+    # a cheap pair runs longer than a costly one; a splat teacher has its own count
     assert default_steps("mlp", "tensorf-vm") > default_steps("hashgrid", "voxels")
-    assert default_steps("gaussians", "hashgrid") == FEWEST_STEPS
+    assert default_steps("gaussians", "hashgrid") == SPLAT_TEACHER_STEPS
     converter = Converter(teachers["voxels"], "tensorf-vm", tmp_path / "run", FAST_CONVERT)
     assert converter.steps == default_steps("voxels", "tensorf-vm")
 

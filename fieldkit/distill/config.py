@@ -6,15 +6,16 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class StageSchedule:
-    """A stage's loss is off before `start` (a fraction of the run), then decays linearly from
-    `weight` to `weight * final_fraction` at the last step."""
+    """A stage's loss is on from `start` until `end` (fractions of the run), its weight decaying
+    linearly from `weight` at `start` to `weight * final_fraction` at the last step."""
 
     start: float
     weight: float
     final_fraction: float
+    end: float = 1.0
 
     def weight_at(self, progress: float) -> float:  # progress in [0, 1]
-        if progress < self.start or self.weight == 0:
+        if progress < self.start or progress >= self.end or self.weight == 0:
             return 0.0
         through = (progress - self.start) / max(1.0 - self.start, 1e-9)
         return self.weight * (1.0 - (1.0 - self.final_fraction) * through)
@@ -27,10 +28,11 @@ STAGES = ("feature", "point", "pixel")
 class ConvertConfig:
     steps: int = 0
     """distillation steps (0: the default: for a field teacher and student, as many as fit in
-    about four minutes on a 2-core CPU (900-3000, see fieldkit/distill/step_budget.py); 900 from
+    about four minutes on a 2-core CPU (900-3000, see fieldkit/distill/step_budget.py); 1200 from
     splats; 3000 into splats)"""
-    batch_rays: int = 2048
-    """synthetic rays per step"""
+    batch_rays: int = 0
+    """rays per step (0: 2048 from a field teacher; 4096 from a splat teacher, whose rays cost
+    least, as its colours are rendered in advance)"""
     feature_start: float = 0.0
     """when the intermediate-feature loss switches on (fraction of the run)"""
     feature_weight: float = 1.0
@@ -43,6 +45,10 @@ class ConvertConfig:
     """initial weight of the per-point loss"""
     point_final: float = 0.1
     """per-point loss weight at the end, as a fraction of its initial weight"""
+    point_end: float = 0.0
+    """when the per-point loss switches off (fraction of the run; 0: it stays on with a field
+    teacher, and with a splat teacher stops where the pixel stage starts, as the splats' baked
+    volume only approximates their images)"""
     pixel_start: float = 0.2
     """when the rendered-pixel loss switches on (fraction of the run)"""
     pixel_weight: float = 1.0
@@ -91,7 +97,9 @@ class ConvertConfig:
     preset: str = "cpu"
     """student architecture preset: cpu or gpu"""
 
-    def schedule(self) -> dict[str, StageSchedule]:
+    def schedule(self, point_end: float = 1.0) -> dict[str, StageSchedule]:
+        """The stages' schedules; `point_end` stands for a `point_end` left at 0."""
         return {"feature": StageSchedule(self.feature_start, self.feature_weight, self.feature_final),
-                "point": StageSchedule(self.point_start, self.point_weight, self.point_final),
+                "point": StageSchedule(self.point_start, self.point_weight, self.point_final,
+                                       self.point_end or point_end),
                 "pixel": StageSchedule(self.pixel_start, self.pixel_weight, self.pixel_final)}

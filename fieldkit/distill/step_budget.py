@@ -19,9 +19,11 @@ TEACHER_STEP_SECONDS = {"hashgrid": 0.107, "voxels": 0.101, "tensorf-vm": 0.050,
 STUDENT_STEP_SECONDS = {"voxels": 0.101, "hashgrid": 0.084, "tensorf-cp": 0.057, "mlp": 0.041,
                         "tensorf-vm": 0.032}
 BUDGET_SECONDS = 240.0
-# a teacher outside the table (splats, which first render their views) gets the fewest steps;
-# past the most, the cheapest pairs gain little and should stay quick
+# past the most steps, the cheapest pairs gain little and should stay quick
 FEWEST_STEPS, MOST_STEPS = 900, 3000
+# a splat teacher (outside the table: it renders its views first) and a hash-grid student:
+# -0.96 dB against the splats' test PSNR at 1200 steps of 4096 rays, pixels only
+SPLAT_TEACHER_STEPS = 1200
 
 
 def step_seconds(teacher: str, student: str) -> float:
@@ -33,6 +35,6 @@ def step_seconds(teacher: str, student: str) -> float:
 def default_steps(teacher: str, student: str) -> int:
     """Steps (a multiple of 100) for `teacher` -> `student` architectures at default settings."""
     if teacher not in TEACHER_STEP_SECONDS:
-        return FEWEST_STEPS
+        return SPLAT_TEACHER_STEPS
     steps = int(BUDGET_SECONDS / step_seconds(teacher, student)) // 100 * 100
     return min(max(steps, FEWEST_STEPS), MOST_STEPS)
