@@ -134,20 +134,22 @@ def test_splats_convert_to_a_field(splats_to_field, field_to_splats):
     assert "splat teacher" in stderr and "skipping the feature stage" in stderr
 
 
-def test_a_splat_teacher_teaches_points_only_until_the_pixels_start(field_to_splats, teacher, tmp_path):
-    """The baked volume approximates the splats' images: once those are matched, it would pull the
-    student away from them. A field teacher's points stay on to the end."""
+def test_a_splat_teacher_teaches_with_its_images(field_to_splats, teacher, tmp_path):
+    """The baked volume only approximates the splats' images: by default it places samples and
+    teaches no points, and the pixels start at once; asked to, it teaches points until the
+    pixels start. A field teacher's points stay on to the end."""
     splat_run, _ = field_to_splats
     from_splats = Converter(splat_run / "splats.safetensors", "hashgrid", tmp_path / "from-splats", ConvertConfig(views=2))
-    points = from_splats.schedule["point"]
-    assert points.weight_at(0.0) > 0 and points.weight_at(0.19) > 0 and points.weight_at(0.2) == 0
+    stages = from_splats.schedule
+    assert stages["pixel"].weight_at(0.0) > 0 and all(stages["point"].weight_at(p) == 0 for p in (0.0, 0.5))
     assert from_splats.batch_rays == 4096 and from_splats.steps == SPLAT_TEACHER_STEPS
     from_field = Converter(teacher, "hashgrid", tmp_path / "from-field", ConvertConfig())
-    assert from_field.schedule["point"].weight_at(0.99) > 0 and from_field.batch_rays == 2048
+    assert from_field.schedule["point"].weight_at(0.99) > 0 and from_field.schedule["pixel"].weight_at(0.1) == 0
+    assert from_field.batch_rays == 2048
     asked = Converter(splat_run / "splats.safetensors", "hashgrid", tmp_path / "asked",
-                      ConvertConfig(views=2, point_end=0.5, batch_rays=512))
-    assert asked.schedule["point"].weight_at(0.4) > 0 and asked.schedule["point"].weight_at(0.5) == 0
-    assert asked.batch_rays == 512
+                      ConvertConfig(views=2, splat_points=True, batch_rays=512)).schedule
+    assert asked["point"].weight_at(0.19) > 0 and asked["point"].weight_at(0.2) == 0
+    assert asked["pixel"].weight_at(0.19) == 0 and asked["pixel"].weight_at(0.2) > 0
 
 
 def test_a_3dgs_ply_is_a_teacher_too(field_to_splats):

@@ -45,16 +45,16 @@ class ConvertConfig:
     """initial weight of the per-point loss"""
     point_final: float = 0.1
     """per-point loss weight at the end, as a fraction of its initial weight"""
-    point_end: float = 0.0
-    """when the per-point loss switches off (fraction of the run; 0: it stays on with a field
-    teacher, and with a splat teacher stops where the pixel stage starts, as the splats' baked
-    volume only approximates their images)"""
     pixel_start: float = 0.2
     """when the rendered-pixel loss switches on (fraction of the run)"""
     pixel_weight: float = 1.0
     """initial weight of the rendered-pixel loss"""
     pixel_final: float = 1.0
     """rendered-pixel loss weight at the end, as a fraction of its initial weight"""
+    splat_points: bool = False
+    """let a splat teacher's baked volume teach points until the pixel stage starts (off: that
+    volume, which renders at 30-33 dB against the splats' images, only places the samples, and
+    the pixel stage starts at the first step)"""
     density_weight: float = 0.01
     """weight of log-density against colour inside the per-point loss (log-density spans [-15, 15])"""
     rig: str = "auto"
@@ -97,9 +97,14 @@ class ConvertConfig:
     preset: str = "cpu"
     """student architecture preset: cpu or gpu"""
 
-    def schedule(self, point_end: float = 1.0) -> dict[str, StageSchedule]:
-        """The stages' schedules; `point_end` stands for a `point_end` left at 0."""
+    def schedule(self, splat_teacher: bool = False) -> dict[str, StageSchedule]:
+        """The stages' schedules. A splat teacher's images are its truth and its baked volume an
+        approximation: its points stop where the pixels start, or (without `splat_points`) are
+        not taught at all, the pixels starting at once."""
+        images_only = splat_teacher and not self.splat_points
+        pixel_start = 0.0 if images_only else self.pixel_start
+        point_weight = 0.0 if images_only else self.point_weight
         return {"feature": StageSchedule(self.feature_start, self.feature_weight, self.feature_final),
-                "point": StageSchedule(self.point_start, self.point_weight, self.point_final,
-                                       self.point_end or point_end),
-                "pixel": StageSchedule(self.pixel_start, self.pixel_weight, self.pixel_final)}
+                "point": StageSchedule(self.point_start, point_weight, self.point_final,
+                                       pixel_start if splat_teacher else 1.0),
+                "pixel": StageSchedule(pixel_start, self.pixel_weight, self.pixel_final)}
