@@ -147,9 +147,10 @@ def test_a_splat_teacher_teaches_with_its_images(field_to_splats, teacher, tmp_p
     assert from_field.schedule["point"].weight_at(0.99) > 0 and from_field.schedule["pixel"].weight_at(0.1) == 0
     assert from_field.batch_rays == 2048
     asked = Converter(splat_run / "splats.safetensors", "hashgrid", tmp_path / "asked",
-                      ConvertConfig(views=2, splat_points=True, batch_rays=512)).schedule
-    assert asked["point"].weight_at(0.19) > 0 and asked["point"].weight_at(0.2) == 0
-    assert asked["pixel"].weight_at(0.19) == 0 and asked["pixel"].weight_at(0.2) > 0
+                      ConvertConfig(views=2, splat_points=True, batch_rays=512))
+    assert asked.schedule["point"].weight_at(0.19) > 0 and asked.schedule["point"].weight_at(0.2) == 0
+    assert asked.schedule["pixel"].weight_at(0.19) == 0 and asked.schedule["pixel"].weight_at(0.2) > 0
+    assert asked.batch_rays == 512  # a count the user sets wins over either default
 
 
 def test_a_3dgs_ply_is_a_teacher_too(field_to_splats):
