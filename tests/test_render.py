@@ -252,3 +252,19 @@ def test_early_termination_does_not_change_the_image():
     assert np.allclose(out.alpha.numpy(), np.array([r[1] for r in reference]), atol=5e-4)
     opaque = final_transmittance < 0.5
     assert np.allclose(out.depth.numpy()[opaque], np.array([r[2] for r in reference])[opaque], atol=2e-3)
+
+
+def test_a_ray_renders_the_same_whatever_rays_come_before_it():
+    """Samples are composited packed, with one running sum of optical depth over the whole
+    batch: thousands of opaque rays ahead of a semi-transparent one must not cost it precision."""
+    radiance_fn, log_density_fn = blob_callbacks()
+    grazing = torch.tensor([[-3.0, 0.6, -0.1]]), torch.tensor([[1.0, 0.0, 0.0]])
+    core = torch.tensor([[-3.0, 0.0, -0.1]]).expand(20000, 3), torch.tensor([[1.0, 0.0, 0.0]]).expand(20000, 3)
+    background, step = torch.tensor([1.0, 0.5, 0.0]), 0.01
+    origins, directions = (torch.cat([core[i], grazing[i]]) for i in range(2))
+    grid = OccupancyGrid(UNIT_BOX, resolution=16)
+    alone = render_rays(radiance_fn, log_density_fn, grid, *grazing, background, step)
+    batch = render_rays(radiance_fn, log_density_fn, grid, origins, directions, background, step)
+    assert 0.1 < float(alone.alpha) < 0.9 and float(batch.alpha[:-1].min()) > 1 - 2 * TRANSMITTANCE_EPSILON
+    assert torch.allclose(batch.rgb[-1], alone.rgb[0], atol=1e-6) and torch.allclose(batch.alpha[-1], alone.alpha[0],
+                                                                                     atol=1e-6)

@@ -28,7 +28,7 @@ def _recording(model: RadianceField, record: dict, key: str, samples: RaySamples
     `samples` whose visibility pass kept the model's geometry, only its colour head runs."""
     def radiance(points: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
         if samples is not None and samples.values is not None:
-            output = model.field.output_from_geometry(samples.values[samples.mask], directions)
+            output = model.field.output_from_geometry(samples.values, directions)
         else:
             output = model.field(points, directions)
         record[key] = output
@@ -51,11 +51,9 @@ def _visibility(teacher: RadianceField, student: RadianceField, stages: list[str
 
 def _every_nth(samples: RaySamples, stride: int, phase: Tensor) -> tuple[RaySamples, Tensor]:
     """The samples at positions phase, phase + stride, ... of each ray (phase [R] in [0, stride)),
-    and which of the evaluated samples [M] of `samples` they are."""
-    position = torch.arange(samples.t.shape[1], device=samples.t.device)
-    chosen = (position[None, :] % stride) == phase[:, None]  # [R, S]
-    mask = samples.mask & chosen
-    return RaySamples(samples.t, samples.points, mask), chosen[samples.mask]
+    and which of `samples` [M] they are."""
+    chosen = (samples.steps % stride) == phase[samples.rays]  # [M]
+    return samples.subset(chosen), chosen
 
 
 def _subset(output: FieldOutput, kept: Tensor) -> FieldOutput:

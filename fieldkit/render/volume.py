@@ -2,7 +2,7 @@
 
 nerfacc's split: the renderer owns sampling, transmittance, weights and accumulation and
 takes the field as a callback, so fields, splat densities and distilled students share it.
-Dimension letters: R rays, S samples per ray, M kept samples.
+Dimension letters: R rays, M samples (packed, see RaySamples).
 """
 from __future__ import annotations
 
@@ -53,71 +53,87 @@ def ray_aabb(origins: Tensor, directions: Tensor, aabb: Tensor) -> tuple[Tensor,
     return near, far
 
 
-def sample_along_rays(origins: Tensor, directions: Tensor, grid: OccupancyGrid, step_size: float,
-                      jitter: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    """Evenly spaced samples through the box, masked by the occupancy grid.
+@dataclass
+class RaySamples:
+    """Samples along rays, packed (nerfacc's layout: a render evaluates a few percent of the
+    rays' evenly spaced samples, so nothing is stored or composited for the rest), sorted by
+    ray and then by distance."""
 
-    Returns distances t [R, S], points [R, S, 3] and the mask of occupied samples [R, S].
-    """
+    t: Tensor  # [M] distances
+    points: Tensor  # [M, 3]
+    rays: Tensor  # [M] the ray of each sample
+    steps: Tensor  # [M] the sample's place along its ray: t = near + (steps + jitter) * step_size
+    values: Tensor | None = None  # [M, V] what the visibility pass evaluated (see visible_samples)
+
+    def subset(self, kept: Tensor) -> RaySamples:
+        return RaySamples(self.t[kept], self.points[kept], self.rays[kept], self.steps[kept],
+                          None if self.values is None else self.values[kept])
+
+
+def sample_along_rays(origins: Tensor, directions: Tensor, grid: OccupancyGrid, step_size: float,
+                      jitter: Tensor | None) -> RaySamples:
+    """The evenly spaced samples of the rays that lie in the box and in occupied cells."""
     near, far = ray_aabb(origins, directions, grid.aabb)
     diagonal = float((grid.aabb[1] - grid.aabb[0]).norm())
-    count = max(int(diagonal / step_size) + 1, 1)
-    offsets = torch.arange(count, device=origins.device, dtype=origins.dtype)
-    offsets = offsets[None, :] + (0.5 if jitter is None else jitter[:, None])
-    t = near[:, None] + offsets * step_size  # [R, S]
-    points = origins[:, None, :] + t[..., None] * directions[:, None, :]  # [R, S, 3]
-    mask = (t < far[:, None]) & grid.is_occupied(points.reshape(-1, 3)).view(t.shape)
-    return t, points, mask
+    most = max(int(diagonal / step_size) + 1, 1)
+    offset = origins.new_full(near.shape, 0.5) if jitter is None else jitter  # [R]
+    # samples before the exit, one more for rounding (the test on t below decides)
+    counts = (torch.ceil((far - near) / step_size - offset) + 1).clamp(0, most).long()  # [R]
+    rays = torch.repeat_interleave(torch.arange(near.shape[0], device=near.device), counts)  # [N]
+    steps = torch.arange(rays.shape[0], device=near.device) - (torch.cumsum(counts, dim=0) - counts)[rays]
+    t = near[rays] + (steps + offset[rays]) * step_size
+    points = origins[rays] + t[:, None] * directions[rays]
+    kept = (t < far[rays]) & grid.is_occupied(points)
+    return RaySamples(t[kept], points[kept], rays[kept], steps[kept])
 
 
-def _transmittance(optical_depth: Tensor) -> Tensor:  # [R, S] -> light reaching each sample [R, S]
-    exclusive = torch.cumsum(optical_depth, dim=-1) - optical_depth
-    return torch.exp(-exclusive)
+def _exclusive_sums(values: Tensor, rays: Tensor, ray_count: int) -> Tensor:
+    """For packed samples sorted by ray: the sum of `values` [M] over the earlier samples of the
+    same ray. One cumulative sum over all rays, less each ray's total before its first sample,
+    in float64: that running total over thousands of opaque rays would cost float32 its precision."""
+    running = torch.cumsum(values.double(), dim=0) - values.double()
+    counts = torch.bincount(rays, minlength=ray_count)
+    first = (torch.cumsum(counts, dim=0) - counts)[rays]  # [M] where each sample's ray starts
+    return (running - running[first]).to(values.dtype)
 
 
 @torch.no_grad()
-def visible_samples(log_density_fn: LogDensityFn, points: Tensor, mask: Tensor,
-                    step_size: float) -> tuple[Tensor, Tensor | None]:
-    """The samples of `mask` [R, S] that light still reaches (transmittance above epsilon), and
-    what `log_density_fn` returned at each sample it evaluated ([R, S, V] when it returns rows
-    [M, V] with the log-density first, else None).
+def visible_samples(log_density_fn: LogDensityFn, samples: RaySamples, ray_count: int,
+                    step_size: float) -> RaySamples:
+    """The samples that light still reaches (transmittance above epsilon), with what
+    `log_density_fn` returned at them as `values` when it returns rows [M, V] whose first column
+    is the log-density.
 
-    Marches in segments; a ray that has become opaque is not evaluated further.
+    Marches in segments of SEGMENT_STEPS along the rays; a ray that has become opaque is not
+    evaluated further.
     """
-    visible, values = torch.zeros_like(mask), None
-    optical_depth = points.new_zeros(mask.shape[0])  # [R] accumulated so far
-    for start in range(0, mask.shape[1], SEGMENT_STEPS):
-        segment = mask[:, start:start + SEGMENT_STEPS] & (optical_depth < _OPAQUE_OPTICAL_DEPTH)[:, None]
-        if not segment.any():
+    visible, values = torch.zeros_like(samples.rays, dtype=torch.bool), None
+    optical_depth = samples.t.new_zeros(ray_count)  # [R] accumulated so far
+    last = int(samples.steps.max()) + 1 if samples.steps.numel() else 0
+    for start in range(0, last, SEGMENT_STEPS):
+        in_segment = (samples.steps >= start) & (samples.steps < start + SEGMENT_STEPS)
+        index = (in_segment & (optical_depth < _OPAQUE_OPTICAL_DEPTH)[samples.rays]).nonzero()[:, 0]
+        if index.numel() == 0:
             continue
-        evaluated = log_density_fn(points[:, start:start + SEGMENT_STEPS][segment])
+        evaluated = log_density_fn(samples.points[index])
         if evaluated.dim() == 2:
             if values is None:
-                values = points.new_zeros(*mask.shape, evaluated.shape[1])
-            values[:, start:start + SEGMENT_STEPS][segment] = evaluated
+                values = evaluated.new_zeros(samples.rays.shape[0], evaluated.shape[1])
+            values[index] = evaluated
             evaluated = evaluated[:, 0]
-        depth = torch.zeros(segment.shape, device=points.device, dtype=points.dtype)
-        depth[segment] = density_from_log(evaluated) * step_size
-        transmittance = torch.exp(-(optical_depth[:, None] + torch.cumsum(depth, dim=-1) - depth))
-        visible[:, start:start + SEGMENT_STEPS] = segment & (transmittance > TRANSMITTANCE_EPSILON)
-        optical_depth += depth.sum(dim=-1)
-    return visible, values
-
-
-@dataclass
-class RaySamples:
-    t: Tensor  # [R, S] distances
-    points: Tensor  # [R, S, 3]
-    mask: Tensor  # [R, S] the occupied samples that light still reaches
-    values: Tensor | None = None  # [R, S, V] the visibility pass's rows where it evaluated (visible_samples)
+        depth, rays = density_from_log(evaluated) * step_size, samples.rays[index]
+        before = optical_depth[rays] + _exclusive_sums(depth, rays, ray_count)
+        visible[index] = torch.exp(-before) > TRANSMITTANCE_EPSILON
+        optical_depth.index_add_(0, rays, depth)
+    return RaySamples(samples.t, samples.points, samples.rays, samples.steps, values).subset(visible)
 
 
 def march(log_density_fn: LogDensityFn, grid: OccupancyGrid, origins: Tensor, directions: Tensor,
           step_size: float, jitter: Tensor | None = None) -> RaySamples:
     """The samples of the rays that a render evaluates: occupied, and before the ray turns opaque
     by `log_density_fn` (a pass without gradient)."""
-    t, points, mask = sample_along_rays(origins, directions, grid, step_size, jitter)
-    return RaySamples(t, points, *visible_samples(log_density_fn, points, mask, step_size))
+    samples = sample_along_rays(origins, directions, grid, step_size, jitter)
+    return visible_samples(log_density_fn, samples, origins.shape[0], step_size)
 
 
 def composite(radiance_fn: RadianceFn, samples: RaySamples, directions: Tensor, background: Tensor,
@@ -125,19 +141,18 @@ def composite(radiance_fn: RadianceFn, samples: RaySamples, directions: Tensor, 
     """Evaluates the field at the marched samples, with gradient, and composites rgb, alpha and
     depth [R] over `background` [3] or [R, 3]. Two fields composited over the same samples are
     queried at the very same points."""
-    t, points, mask = samples.t, samples.points, samples.mask
-    ray_directions = directions[:, None, :].expand_as(points)
-    log_density, rgb = radiance_fn(points[mask], ray_directions[mask]) if mask.any() else (
-        t.new_zeros(0), t.new_zeros(0, 3))
-    optical_depth = torch.zeros_like(t).index_put((mask,), density_from_log(log_density) * step_size)
-    transmittance = _transmittance(optical_depth)
-    weights = transmittance * (1 - torch.exp(-optical_depth))  # [R, S]
-    colours = torch.zeros(*t.shape, 3, device=t.device, dtype=t.dtype).index_put((mask,), rgb)
-    alpha = weights.sum(dim=-1)
-    colour = (weights[..., None] * colours).sum(dim=-2) + (1 - alpha[..., None]) * background
-    depth = (weights * t).sum(dim=-1) / alpha.clamp(min=1e-6)
-    return RenderOutput(colour, alpha, depth, samples=int(mask.sum()), sample_weights=weights[mask].detach(),
-                        sample_rays=mask.nonzero()[:, 0])
+    rays, ray_count = samples.rays, directions.shape[0]
+    log_density, rgb = radiance_fn(samples.points, directions[rays]) if rays.numel() else (
+        samples.t.new_zeros(0), samples.t.new_zeros(0, 3))
+    optical_depth = density_from_log(log_density) * step_size  # [M]
+    transmittance = torch.exp(-_exclusive_sums(optical_depth, rays, ray_count))
+    weights = transmittance * (1 - torch.exp(-optical_depth))  # [M]
+    per_ray = samples.t.new_zeros(ray_count, 5).index_add(0, rays, torch.cat(
+        [weights[:, None], weights[:, None] * rgb, (weights * samples.t)[:, None]], dim=-1))
+    alpha, colour = per_ray[:, 0], per_ray[:, 1:4] + (1 - per_ray[:, :1]) * background
+    depth = per_ray[:, 4] / alpha.clamp(min=1e-6)
+    return RenderOutput(colour, alpha, depth, samples=rays.numel(), sample_weights=weights.detach(),
+                        sample_rays=rays)
 
 
 def render_rays(radiance_fn: RadianceFn, log_density_fn: LogDensityFn, grid: OccupancyGrid, origins: Tensor,
