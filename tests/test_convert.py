@@ -232,7 +232,7 @@ def test_a_projected_voxel_student_starts_as_the_teacher_at_its_vertices(teacher
 def test_a_tensorf_cp_student_gets_the_rank_to_copy_a_field(teachers, tmp_path):
     photo_preset = make_config("tensorf-cp", "cpu")
     student = Converter(teachers["voxels"], "tensorf-cp", tmp_path / "default", FAST_CONVERT).student.field
-    assert student.config.components == 4 * photo_preset.components
+    assert student.config.components == 8 * photo_preset.components
     assert student.lines.shape[1] == 4 * student.config.components  # the rank
     chosen = Converter(teachers["voxels"], "tensorf-cp", tmp_path / "chosen", FAST_CONVERT, {"components": 6})
     assert chosen.student.field.config.components == 6
@@ -248,11 +248,15 @@ def test_the_student_learns_at_its_training_rates_times_the_scale(teachers, tmp_
                           dataclasses.replace(FAST_CONVERT, learning_rate_scale=3.0))
     config = make_config("tensorf-vm", "cpu")
     assert converter.base_lrs == [3.0 * config.learning_rate, 3.0 * config.network_learning_rate]
-    # by default a blank student learns at twice its rates, a projected voxel student at a quarter
+    # by default a blank student learns at twice its rates, a projected voxel student at a quarter,
     blank = Converter(teachers["voxels"], "tensorf-vm", tmp_path / "blank", FAST_CONVERT)
     assert blank.base_lrs == [2.0 * config.learning_rate, 2.0 * config.network_learning_rate]
     projected = Converter(teachers["hashgrid"], "voxels", tmp_path / "projected", FAST_CONVERT)
     assert projected.base_lrs == [0.25 * make_config("voxels", "cpu").learning_rate]
+    # and a blank CP student at three times them
+    cp = make_config("tensorf-cp", "cpu")
+    assert Converter(teachers["voxels"], "tensorf-cp", tmp_path / "cp", FAST_CONVERT).base_lrs == [
+        3.0 * cp.learning_rate, 3.0 * cp.network_learning_rate]
 
 
 def test_default_steps_fill_the_time_budget_of_each_pair(teachers, tmp_path):
@@ -286,7 +290,7 @@ def test_a_student_on_every_other_sample_sees_its_own_march(teachers, small_fiel
     at twice the spacing would take with the same jitter."""
     # an MLP trains at 128 samples per diagonal, the others at 256; never finer than the teacher
     assert (sample_stride(256, "mlp"), sample_stride(256, "hashgrid"), sample_stride(128, "voxels"),
-            sample_stride(64, "mlp")) == (2, 1, 1, 1)
+            sample_stride(64, "mlp"), sample_stride(256, "tensorf-cp")) == (2, 1, 1, 1, 2)
     teacher = load_teacher(teachers["hashgrid"])
     student = make_student(teacher, "mlp", make_config("mlp", "cpu", small_fields["mlp"]))
     generator = torch.Generator().manual_seed(0)

@@ -17,8 +17,12 @@ from fieldkit.train import DEFAULT_SAMPLES_PER_DIAGONAL
 
 # A student copies another architecture's field, its errors included, which takes more capacity
 # than fitting photos: these sizes replace the photo-training preset's under a user's overrides
-# (measured, mlp -> tensorf-cp at 900 steps: -2.49 dB at rank 48, -1.16 at 96, -0.64 at 192)
-STUDENT_SIZES = {("tensorf-cp", "cpu"): {"components": 48}}
+# (measured, mlp -> tensorf-cp at 900 steps: -2.49 dB at rank 48, -1.16 at 96, -0.64 at 192;
+# voxels -> tensorf-cp at 1500 steps, 3x rates: -1.14 at rank 192, -0.74 at 384 on every other sample)
+STUDENT_SIZES = {("tensorf-cp", "cpu"): {"components": 96}}
+# samples per diagonal that a student learns at, where not `fieldkit train`'s for its architecture:
+# a rank-384 CP student on every other sample costs less a step than rank 192 on every sample
+STUDENT_SAMPLES_PER_DIAGONAL = DEFAULT_SAMPLES_PER_DIAGONAL | {"tensorf-cp": 128}
 
 
 def student_config(architecture: str, preset: str, overrides: dict | None):
@@ -74,13 +78,13 @@ def _buildable_field(architecture: str, aabb: torch.Tensor, field_config):
 
 def sample_stride(teacher_samples: float, student: str) -> int:
     """How many of the teacher's samples along a ray go to one of the student's: the student
-    learns at the spacing `fieldkit train` gives its architecture, never finer than the teacher's.
+    learns at its spacing in STUDENT_SAMPLES_PER_DIAGONAL, never finer than the teacher's.
 
     The teacher still renders every sample (its targets keep their detail: tensorf-vm rendered at
     128 samples per diagonal instead of its 256 scores 35.35 dB instead of 36.97), while an MLP
-    student, trained at 128, evaluates half of them and so costs about half per step.
+    or CP student, at 128, evaluates half of them and so costs about half per step.
     """
-    return max(1, round(teacher_samples / DEFAULT_SAMPLES_PER_DIAGONAL[student]))
+    return max(1, round(teacher_samples / STUDENT_SAMPLES_PER_DIAGONAL[student]))
 
 
 def make_student(teacher: RadianceField, architecture: str, field_config) -> RadianceField:
