@@ -86,8 +86,9 @@ class ConvertConfig:
     the views they learned from)"""
     learning_rate_scale: float = 0.0
     """a field student's learning rates, as a multiple of its architecture's training rates (0:
-    twice them for a student that starts blank, since a teacher's targets carry no photo noise;
-    a quarter of them for a voxel student projected from its teacher, which starts near it)"""
+    twice them for a student that starts blank, since a teacher's targets carry no photo noise,
+    three times for a blank TensoRF-CP student; a quarter of them for a voxel student projected
+    from its teacher, which starts near it)"""
     final_lr_fraction: float = 0.1
     """learning rate at the last step, as a fraction of the first"""
     checkpoint_seconds: float = 30.0
