@@ -29,8 +29,7 @@ def compare_to_teacher(teacher: RadianceField, student: RadianceField, views: in
     visible samples of the first view."""
     cameras = orbit_cameras(teacher.aabb, views, resolution) if cameras is None else cameras
     origins, directions = cameras.image_rays(0)
-    samples = march(teacher.field.log_density, teacher.grid, origins, directions, teacher.step_size)
-    points = samples.points  # [M, 3]
+    points = march(teacher.field.log_density, teacher.grid, origins, directions, teacher.step_size).points  # [M, 3]
     error = (student.field.log_density(points) - teacher.field.log_density(points)).square().mean()
     return {"psnr_vs_teacher": psnr_vs_teacher(teacher, student, cameras),
             "log_density_rmse": float(error.sqrt())}

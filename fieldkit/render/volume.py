@@ -91,7 +91,8 @@ def _exclusive_sums(values: Tensor, rays: Tensor, ray_count: int) -> Tensor:
     """For packed samples sorted by ray: the sum of `values` [M] over the earlier samples of the
     same ray. One cumulative sum over all rays, less each ray's total before its first sample,
     in float64: that running total over thousands of opaque rays would cost float32 its precision."""
-    running = torch.cumsum(values.double(), dim=0) - values.double()
+    wide = values.double()
+    running = torch.cumsum(wide, dim=0) - wide
     counts = torch.bincount(rays, minlength=ray_count)
     first = (torch.cumsum(counts, dim=0) - counts)[rays]  # [M] where each sample's ray starts
     return (running - running[first]).to(values.dtype)
