@@ -28,7 +28,7 @@ STAGES = ("feature", "point", "pixel")
 class ConvertConfig:
     steps: int = 0
     """distillation steps (0: the default: for a field teacher and student, as many as fit in
-    about four minutes on a 2-core CPU (900-3000, see fieldkit/distill/step_budget.py); 1800 from
+    about four minutes on a 2-core CPU (900-5000, see fieldkit/distill/step_budget.py); 1800 from
     splats; 3000 into splats)"""
     batch_rays: int = 0
     """rays per step (0: 2048 from a field teacher; 4096 from a splat teacher, whose rays cost

@@ -4,39 +4,40 @@ sake (tensorf-vm -> mlp: -1.86 dB at 900 steps, -0.81 at 2400; voxels -> tensorf
 900, -0.77 at 1800)."""
 from __future__ import annotations
 
-from fieldkit.distill.student import sample_stride
-from fieldkit.train import DEFAULT_SAMPLES_PER_DIAGONAL
-
-# Seconds per distillation step on the 2-core reference CPU, split into the teacher's share and
-# the student's at every teacher sample: a least-squares fit (within 16%) to 60-step timings of
-# all 20 pairs at default settings, two threads, nothing else running. Whole runs mostly took
-# 5-25% less per step; hashgrid -> tensorf-cp took 15% more (284 s for its 1400 steps). A student
-# on every other sample (an MLP: see sample_stride) costs half its share; the MLP students'
-# timings at that stride fit its share within 5% from the hash grid and 20% from the TensoRFs,
-# and from the voxel teacher they cost 24% less than the estimate. The CP student is now rank 384
-# on every other sample, which cost 38% less a step than rank 192 on every sample (voxels ->
-# tensorf-cp, 1500 steps, one thread); its share stays rank 192's until the table is refitted.
-TEACHER_STEP_SECONDS = {"hashgrid": 0.107, "voxels": 0.101, "tensorf-vm": 0.050, "tensorf-cp": 0.048,
-                        "mlp": 0.008}
-STUDENT_STEP_SECONDS = {"voxels": 0.101, "hashgrid": 0.084, "tensorf-cp": 0.114, "mlp": 0.041,
-                        "tensorf-vm": 0.032}
+# Seconds per distillation step of each teacher -> student pair at default settings on the
+# 2-core reference CPU: 60 steps after 10 of warm-up, two threads, nothing else running, all 25
+# pairs in one session on the default scene's teachers. A table, not a model: a teacher's cost
+# and a student's did not add up (fits of either form missed single pairs by up to 30-34%,
+# because how many samples a student evaluates depends on the teacher's occupancy).
+STEP_SECONDS = {
+    ("mlp", "mlp"): 0.058, ("mlp", "hashgrid"): 0.095, ("mlp", "tensorf-vm"): 0.050,
+    ("mlp", "tensorf-cp"): 0.101, ("mlp", "voxels"): 0.123,
+    ("hashgrid", "mlp"): 0.126, ("hashgrid", "hashgrid"): 0.364, ("hashgrid", "tensorf-vm"): 0.165,
+    ("hashgrid", "tensorf-cp"): 0.210, ("hashgrid", "voxels"): 0.194,
+    ("tensorf-vm", "mlp"): 0.062, ("tensorf-vm", "hashgrid"): 0.130, ("tensorf-vm", "tensorf-vm"): 0.117,
+    ("tensorf-vm", "tensorf-cp"): 0.093, ("tensorf-vm", "voxels"): 0.147,
+    ("tensorf-cp", "mlp"): 0.051, ("tensorf-cp", "hashgrid"): 0.102, ("tensorf-cp", "tensorf-vm"): 0.057,
+    ("tensorf-cp", "tensorf-cp"): 0.091, ("tensorf-cp", "voxels"): 0.113,
+    ("voxels", "mlp"): 0.085, ("voxels", "hashgrid"): 0.212, ("voxels", "tensorf-vm"): 0.125,
+    ("voxels", "tensorf-cp"): 0.198, ("voxels", "voxels"): 0.182,
+}
 BUDGET_SECONDS = 240.0
-# past the most steps, the cheapest pairs gain little and should stay quick
-FEWEST_STEPS, MOST_STEPS = 900, 3000
+# past the most steps, the cheapest pairs gain little and should stay quick; MLP students, the
+# slowest learners, still gained at 4000 steps (voxels -> mlp: -1.89 dB at 3000, -1.67 at 4000)
+FEWEST_STEPS, MOST_STEPS = 900, 5000
 # a splat teacher (outside the table: it renders its views first) and a hash-grid student, 4096
 # rays a step, pixels alone: -0.96 dB against the splats' test PSNR at 1200 steps, -0.93 at 1800
 SPLAT_TEACHER_STEPS = 1800
 
 
 def step_seconds(teacher: str, student: str) -> float:
-    """Estimated seconds per step of `teacher` (at `fieldkit train`'s spacing) -> `student`."""
-    stride = sample_stride(DEFAULT_SAMPLES_PER_DIAGONAL[teacher], student)
-    return TEACHER_STEP_SECONDS[teacher] + STUDENT_STEP_SECONDS[student] / stride
+    """Measured seconds per step of `teacher` -> `student` architectures on the reference CPU."""
+    return STEP_SECONDS[teacher, student]
 
 
 def default_steps(teacher: str, student: str) -> int:
     """Steps (a multiple of 100) for `teacher` -> `student` architectures at default settings."""
-    if teacher not in TEACHER_STEP_SECONDS:
+    if (teacher, student) not in STEP_SECONDS:
         return SPLAT_TEACHER_STEPS
     steps = int(BUDGET_SECONDS / step_seconds(teacher, student)) // 100 * 100
     return min(max(steps, FEWEST_STEPS), MOST_STEPS)

@@ -30,6 +30,24 @@ class VoxelConfig:
     """voxels sampled per step for the total-variation term"""
 
 
+# the 8 corners of a cell as (dx, dy, dz) offsets
+_CORNERS = torch.tensor([[dx, dy, dz] for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)])
+
+
+def trilinear_corners(unit_points: Tensor, resolution: int) -> tuple[Tensor, Tensor]:
+    """[N, 8] flat indices of the grid vertices around each point in [0, 1)^3 (x fastest, as
+    the grid stores it) and [N, 8] their trilinear weights. A weighted embedding_bag over them
+    interpolates 5-8x faster than grid_sample on a CPU (27 channels, 60k points, 2 threads)."""
+    position = unit_points * (resolution - 1)
+    low = position.floor().clamp(0, resolution - 2)
+    fraction = position - low
+    corners = low.long()[:, None, :] + _CORNERS.to(unit_points.device)  # [N, 8, 3]
+    index = (corners[..., 2] * resolution + corners[..., 1]) * resolution + corners[..., 0]
+    near = _CORNERS.to(unit_points.device).bool()
+    weights = torch.where(near, fraction[:, None, :], 1 - fraction[:, None, :]).prod(dim=-1)
+    return index, weights
+
+
 PRESETS = {"cpu": VoxelConfig(), "gpu": VoxelConfig(resolution=256, sh_degree=3)}
 
 
@@ -43,18 +61,38 @@ class VoxelField(Field):
         size, coefficients = config.resolution, 3 * config.sh_degree**2
         self.density = nn.Parameter(torch.full((1, 1, size, size, size), config.initial_log_density))
         self.sh = nn.Parameter(torch.zeros(1, coefficients, size, size, size))
+        self._sh_rows_cache: tuple[tuple[int, int], Tensor] | None = None
 
     def _sample(self, grid: Tensor, unit_points: Tensor) -> Tensor:  # -> [N, channels]
         # grid_sample indexes (x, y, z) as (W, H, D): store x along the last axis
         coordinates = (unit_points * 2 - 1).reshape(1, -1, 1, 1, 3)
         return F.grid_sample(grid, coordinates, mode="bilinear", align_corners=True).reshape(grid.shape[1], -1).T
 
+    def _sh_rows(self) -> Tensor:  # [R^3, 3 * B], one row of coefficients per vertex
+        """The coefficients vertex-major, rebuilt only when they changed: the transposing copy
+        costs more than a render of a few thousand rays, and a teacher's never change."""
+        key = (self.sh._version, self.sh.data_ptr())
+        if self._sh_rows_cache is None or self._sh_rows_cache[0] != key:
+            rows = self.sh.detach()[0].permute(1, 2, 3, 0).reshape(-1, self.sh.shape[1]).contiguous()
+            self._sh_rows_cache = (key, rows)
+        return self._sh_rows_cache[1]
+
+    def _log_density_at(self, index: Tensor, weights: Tensor) -> Tensor:
+        # the density grid has one channel, so its flat view is already vertex-major
+        log_density = F.embedding_bag(index, self.density.view(-1, 1), per_sample_weights=weights, mode="sum")
+        return clamp_log_density(log_density[:, 0])
+
     def _log_density_normalized(self, unit_points: Tensor) -> Tensor:
-        return clamp_log_density(self._sample(self.density, unit_points)[:, 0])
+        return self._log_density_at(*trilinear_corners(unit_points, self.config.resolution))
 
     def _forward_normalized(self, unit_points: Tensor, directions: Tensor) -> FieldOutput:
-        log_density = clamp_log_density(self._sample(self.density, unit_points)[:, 0])
-        coefficients = self._sample(self.sh, unit_points)  # [N, 3 * B]
+        index, weights = trilinear_corners(unit_points, self.config.resolution)
+        log_density = self._log_density_at(index, weights)
+        if torch.is_grad_enabled() and self.sh.requires_grad:
+            # a gradient into vertex-major rows would need the transposing copy every step
+            coefficients = self._sample(self.sh, unit_points)  # [N, 3 * B]
+        else:
+            coefficients = F.embedding_bag(index, self._sh_rows(), per_sample_weights=weights, mode="sum")
         basis = spherical_harmonics(directions, self.config.sh_degree)  # [N, B]
         rgb = torch.sigmoid((coefficients.view(-1, 3, basis.shape[1]) * basis[:, None, :]).sum(-1))
         return FieldOutput(log_density, rgb, {"sh": coefficients})
