@@ -228,3 +228,33 @@ def test_tensorf_line_interpolation_matches_grid_sample():
     gradient, = torch.autograd.grad((interpolated * weights).sum(), lines)
     reference_gradient, = torch.autograd.grad((reference.transpose(1, 2) * weights).sum(), lines)
     assert torch.allclose(gradient, reference_gradient, atol=1e-10)
+
+
+def test_voxel_interpolation_matches_grid_sample():
+    """Voxels interpolate by a weighted embedding_bag over the eight corners: density always, the
+    SH coefficients when no gradient is wanted. grid_sample is the reference, at the grid's
+    corners and faces too, and again after the coefficients change (the vertex-major copy)."""
+    torch.manual_seed(0)
+    field = make_field("voxels", AABB, make_config("voxels", "cpu", {"resolution": 9}))
+    with torch.no_grad():
+        field.density.normal_()
+        field.sh.normal_()
+    unit = torch.rand(300, 3)
+    unit[:2] = torch.tensor([[0.0, 0.0, 0.0], [1 - 1e-6, 0.5, 1 - 1e-6]])
+    points = AABB[0] + unit * (AABB[1] - AABB[0])
+    directions = F.normalize(torch.randn(300, 3), dim=-1)
+    reference_coordinates = (field.normalize(points) * 2 - 1).reshape(1, -1, 1, 1, 3)
+
+    def reference(grid):  # [N, C]
+        sampled = F.grid_sample(grid, reference_coordinates, mode="bilinear", align_corners=True)
+        return sampled.reshape(grid.shape[1], -1).T
+
+    log_density = field.log_density(points)
+    assert torch.allclose(log_density, reference(field.density)[:, 0], atol=1e-5)
+    gradient, = torch.autograd.grad(log_density.sum(), field.density)
+    reference_gradient, = torch.autograd.grad(reference(field.density).sum(), field.density)
+    assert torch.allclose(gradient, reference_gradient, atol=1e-5)
+    for _ in range(2):
+        with torch.no_grad():
+            assert torch.allclose(field(points, directions).stages["sh"], reference(field.sh), atol=1e-5)
+            field.sh.add_(1.0)
