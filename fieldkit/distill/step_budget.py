@@ -8,7 +8,9 @@ from __future__ import annotations
 # 2-core reference CPU: 60 steps after 10 of warm-up, two threads, nothing else running, all 25
 # pairs in one session on the default scene's teachers. A table, not a model: a teacher's cost
 # and a student's did not add up (fits of either form missed single pairs by up to 30-34%,
-# because how many samples a student evaluates depends on the teacher's occupancy).
+# because how many samples a student evaluates depends on the teacher's occupancy). Whole default
+# runs then cost from 6% less to 52% more a step than these timings (every voxel student 29-52%
+# more), which put six pairs over five minutes: see the README's matrix.
 STEP_SECONDS = {
     ("mlp", "mlp"): 0.058, ("mlp", "hashgrid"): 0.095, ("mlp", "tensorf-vm"): 0.050,
     ("mlp", "tensorf-cp"): 0.101, ("mlp", "voxels"): 0.123,
