@@ -41,10 +41,10 @@ def trilinear_corners(unit_points: Tensor, resolution: int) -> tuple[Tensor, Ten
     position = unit_points * (resolution - 1)
     low = position.floor().clamp(0, resolution - 2)
     fraction = position - low
-    corners = low.long()[:, None, :] + _CORNERS.to(unit_points.device)  # [N, 8, 3]
+    offsets = _CORNERS.to(unit_points.device)
+    corners = low.long()[:, None, :] + offsets  # [N, 8, 3]
     index = (corners[..., 2] * resolution + corners[..., 1]) * resolution + corners[..., 0]
-    near = _CORNERS.to(unit_points.device).bool()
-    weights = torch.where(near, fraction[:, None, :], 1 - fraction[:, None, :]).prod(dim=-1)
+    weights = torch.where(offsets.bool(), fraction[:, None, :], 1 - fraction[:, None, :]).prod(dim=-1)
     return index, weights
 
 
