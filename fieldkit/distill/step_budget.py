@@ -25,7 +25,7 @@ STEP_SECONDS = {
 }
 BUDGET_SECONDS = 240.0
 # past the most steps, the cheapest pairs gain little and should stay quick; MLP students, the
-# slowest learners, still gained at 4000 steps (voxels -> mlp: -1.89 dB at 3000, -1.67 at 4000)
+# slowest learners, still gain past 3000 steps (tensorf-cp -> mlp: -1.47 dB at 3000, -1.33 at 4700)
 FEWEST_STEPS, MOST_STEPS = 900, 5000
 # a splat teacher (outside the table: it renders its views first) and a hash-grid student, 4096
 # rays a step, pixels alone: -0.96 dB against the splats' test PSNR at 1200 steps, -0.93 at 1800
