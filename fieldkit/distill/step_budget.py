@@ -5,23 +5,25 @@ sake (tensorf-vm -> mlp: -1.86 dB at 900 steps, -0.81 at 2400; voxels -> tensorf
 from __future__ import annotations
 
 # Seconds per distillation step of each teacher -> student pair at default settings on the
-# 2-core reference CPU: 60 steps after 10 of warm-up, two threads, nothing else running, all 25
-# pairs in one session on the default scene's teachers. A table, not a model: a teacher's cost
-# and a student's did not add up (fits of either form missed single pairs by up to 30-34%,
-# because how many samples a student evaluates depends on the teacher's occupancy). Whole default
-# runs then cost from 6% less to 52% more a step than these timings (every voxel student 29-52%
-# more), which put six pairs over five minutes: see the README's matrix.
+# 2-core reference CPU: a whole default run's seconds over its steps (two threads, nothing else
+# running, one session, the default scene's teachers; see bench/results/convert.json), so a voxel
+# student's projection is included. A table, not a model: a teacher's cost and a student's did not
+# add up (fits of either form missed single pairs by up to 30-34%, because how many samples a
+# student evaluates depends on the teacher's occupancy). Timings of 60 steps after a warm-up
+# missed whole runs by -6% to +52% (the hardest rays, replayed late in a run, carry the most
+# samples), so the identity pairs, never run whole, take their 60-step timing times the mean
+# whole-run excess of their student's column (x1.10 to x1.40).
 STEP_SECONDS = {
-    ("mlp", "mlp"): 0.058, ("mlp", "hashgrid"): 0.095, ("mlp", "tensorf-vm"): 0.050,
-    ("mlp", "tensorf-cp"): 0.101, ("mlp", "voxels"): 0.123,
-    ("hashgrid", "mlp"): 0.126, ("hashgrid", "hashgrid"): 0.364, ("hashgrid", "tensorf-vm"): 0.165,
-    ("hashgrid", "tensorf-cp"): 0.210, ("hashgrid", "voxels"): 0.194,
-    ("tensorf-vm", "mlp"): 0.062, ("tensorf-vm", "hashgrid"): 0.130, ("tensorf-vm", "tensorf-vm"): 0.117,
-    ("tensorf-vm", "tensorf-cp"): 0.093, ("tensorf-vm", "voxels"): 0.147,
-    ("tensorf-cp", "mlp"): 0.051, ("tensorf-cp", "hashgrid"): 0.102, ("tensorf-cp", "tensorf-vm"): 0.057,
-    ("tensorf-cp", "tensorf-cp"): 0.091, ("tensorf-cp", "voxels"): 0.113,
-    ("voxels", "mlp"): 0.085, ("voxels", "hashgrid"): 0.212, ("voxels", "tensorf-vm"): 0.125,
-    ("voxels", "tensorf-cp"): 0.198, ("voxels", "voxels"): 0.182,
+    ("mlp", "mlp"): 0.068, ("mlp", "hashgrid"): 0.095, ("mlp", "tensorf-vm"): 0.052,
+    ("mlp", "tensorf-cp"): 0.095, ("mlp", "voxels"): 0.179,
+    ("hashgrid", "mlp"): 0.157, ("hashgrid", "hashgrid"): 0.439, ("hashgrid", "tensorf-vm"): 0.207,
+    ("hashgrid", "tensorf-cp"): 0.236, ("hashgrid", "voxels"): 0.262,
+    ("tensorf-vm", "mlp"): 0.071, ("tensorf-vm", "hashgrid"): 0.145, ("tensorf-vm", "tensorf-vm"): 0.138,
+    ("tensorf-vm", "tensorf-cp"): 0.110, ("tensorf-vm", "voxels"): 0.189,
+    ("tensorf-cp", "mlp"): 0.057, ("tensorf-cp", "hashgrid"): 0.148, ("tensorf-cp", "tensorf-vm"): 0.077,
+    ("tensorf-cp", "tensorf-cp"): 0.100, ("tensorf-cp", "voxels"): 0.172,
+    ("voxels", "mlp"): 0.101, ("voxels", "hashgrid"): 0.267, ("voxels", "tensorf-vm"): 0.133,
+    ("voxels", "tensorf-cp"): 0.227, ("voxels", "voxels"): 0.255,
 }
 BUDGET_SECONDS = 240.0
 # past the most steps, the cheapest pairs gain little and should stay quick; MLP students, the
