@@ -10,7 +10,7 @@ from __future__ import annotations
 # student's projection is included. A table, not a model: a teacher's cost and a student's did not
 # add up (fits of either form missed single pairs by up to 30-34%, because how many samples a
 # student evaluates depends on the teacher's occupancy). Timings of 60 steps after a warm-up
-# missed whole runs by -6% to +52% (the hardest rays, replayed late in a run, carry the most
+# missed whole runs by -6% to +52% (likely: the hardest rays, replayed late in a run, carry the most
 # samples), so the identity pairs, never run whole, take their 60-step timing times the mean
 # whole-run excess of their student's column (x1.10 to x1.40).
 STEP_SECONDS = {
