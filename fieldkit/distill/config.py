@@ -28,11 +28,12 @@ STAGES = ("feature", "point", "pixel")
 class ConvertConfig:
     steps: int = 0
     """distillation steps (0: the default: for a field teacher and student, as many as fit in
-    about four minutes on a 2-core CPU (900-5000, see fieldkit/distill/step_budget.py); 1800 from
+    about four minutes on a 2-core CPU (900-10000, see fieldkit/distill/step_budget.py); 1800 from
     splats; 3000 into splats)"""
     batch_rays: int = 0
-    """rays per step (0: 2048 from a field teacher; 4096 from a splat teacher, whose rays cost
-    least, as its colours are rendered in advance)"""
+    """rays per step (0: 2048 from a field teacher, 512 into an MLP, which learns more from more,
+    smaller steps; 4096 from a splat teacher, whose rays cost least, as its colours are rendered
+    in advance)"""
     feature_start: float = 0.0
     """when the intermediate-feature loss switches on (fraction of the run)"""
     feature_weight: float = 1.0
