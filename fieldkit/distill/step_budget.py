@@ -6,26 +6,24 @@ from __future__ import annotations
 
 # Seconds per distillation step of each teacher -> student pair at default settings on the
 # 2-core reference CPU: a whole default run's seconds over its steps (two threads, nothing else
-# running, one session, the default scene's teachers; see bench/results/convert.json), so a voxel
-# student's projection is included. A table, not a model: a teacher's cost and a student's did not
+# running, the default scene's teachers; see bench/results/convert.json), so a voxel student's
+# projection is included; the slowest such run where there were several, since the same run
+# varies by about 20% between sessions. A table, not a model: a teacher's cost and a student's did not
 # add up (fits of either form missed single pairs by up to 30-34%, because how many samples a
 # student evaluates depends on the teacher's occupancy). Timings of 60 steps after a warm-up
 # missed whole runs by -6% to +52% (likely: the hardest rays, replayed late in a run, carry the most
 # samples), so the identity pairs, never run whole, take their 60-step timing times the mean
-# whole-run excess of their student's column (x1.10 to x1.40). MLP students (512 rays a step) take
-# their 60-step timing at 512 rays times their whole run's excess over it at 2048 (x1.2 to x1.5).
-# A hash-grid teacher trained again at the same defaults cost 22% more a step in whole runs
-# (hashgrid -> voxels 0.319 s, hashgrid -> mlp 0.191 at 2048 rays), so its row is that much dearer.
+# whole-run excess of their student's column (x1.10 to x1.40; x1.03 for MLP students, at 512 rays).
 STEP_SECONDS = {
-    ("mlp", "mlp"): 0.029, ("mlp", "hashgrid"): 0.095, ("mlp", "tensorf-vm"): 0.052,
+    ("mlp", "mlp"): 0.0215, ("mlp", "hashgrid"): 0.095, ("mlp", "tensorf-vm"): 0.052,
     ("mlp", "tensorf-cp"): 0.095, ("mlp", "voxels"): 0.179,
-    ("hashgrid", "mlp"): 0.070, ("hashgrid", "hashgrid"): 0.536, ("hashgrid", "tensorf-vm"): 0.253,
-    ("hashgrid", "tensorf-cp"): 0.288, ("hashgrid", "voxels"): 0.319,
-    ("tensorf-vm", "mlp"): 0.028, ("tensorf-vm", "hashgrid"): 0.145, ("tensorf-vm", "tensorf-vm"): 0.138,
+    ("hashgrid", "mlp"): 0.043, ("hashgrid", "hashgrid"): 0.439, ("hashgrid", "tensorf-vm"): 0.207,
+    ("hashgrid", "tensorf-cp"): 0.236, ("hashgrid", "voxels"): 0.319,
+    ("tensorf-vm", "mlp"): 0.0272, ("tensorf-vm", "hashgrid"): 0.145, ("tensorf-vm", "tensorf-vm"): 0.138,
     ("tensorf-vm", "tensorf-cp"): 0.110, ("tensorf-vm", "voxels"): 0.189,
-    ("tensorf-cp", "mlp"): 0.025, ("tensorf-cp", "hashgrid"): 0.148, ("tensorf-cp", "tensorf-vm"): 0.077,
+    ("tensorf-cp", "mlp"): 0.0206, ("tensorf-cp", "hashgrid"): 0.148, ("tensorf-cp", "tensorf-vm"): 0.077,
     ("tensorf-cp", "tensorf-cp"): 0.100, ("tensorf-cp", "voxels"): 0.172,
-    ("voxels", "mlp"): 0.036, ("voxels", "hashgrid"): 0.267, ("voxels", "tensorf-vm"): 0.133,
+    ("voxels", "mlp"): 0.0295, ("voxels", "hashgrid"): 0.267, ("voxels", "tensorf-vm"): 0.133,
     ("voxels", "tensorf-cp"): 0.211, ("voxels", "voxels"): 0.255,
 }
 BUDGET_SECONDS = 240.0
