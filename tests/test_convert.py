@@ -452,3 +452,13 @@ def test_the_point_focus_picks_the_visible_surface_of_opaque_rays(teachers):
     on_opaque = opaque[output.sample_rays]
     assert focused.sum() < 0.5 * on_opaque.sum()
     assert output.sample_weights[focused].sum() > 0.6 * output.sample_weights[on_opaque].sum()
+
+
+def test_an_mlp_student_takes_smaller_steps_focused_on_the_surface(teachers, tmp_path):
+    """Unless told otherwise: 512 rays a step and point focus 3 into an MLP, 2048 and 1 into a grid."""
+    into_mlp = Converter(teachers["voxels"], "mlp", tmp_path / "mlp", ConvertConfig())
+    into_grid = Converter(teachers["voxels"], "tensorf-vm", tmp_path / "grid", ConvertConfig())
+    asked = Converter(teachers["voxels"], "mlp", tmp_path / "asked", ConvertConfig(batch_rays=1024, point_focus=0.5))
+    assert (into_mlp.batch_rays, into_mlp.point_focus) == (512, 3.0)
+    assert (into_grid.batch_rays, into_grid.point_focus) == (2048, 1.0)
+    assert (asked.batch_rays, asked.point_focus) == (1024, 0.5)

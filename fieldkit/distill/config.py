@@ -75,8 +75,10 @@ class ConvertConfig:
     """active: share of each batch from perturbed copies of the hardest camera poses"""
     revisit_jitter: float = 0.05
     """active: size of a revisit's perturbation, as a fraction of the rig's size"""
-    point_focus: float = 1.0
-    """active: extra weight of the point loss on the visible surface samples of opaque rays"""
+    point_focus: float = 0.0
+    """active: extra weight of the point loss on the visible surface samples of opaque rays (0: 3
+    for an MLP student, whose one network must spend its capacity where the pixels come from; 1
+    for the others)"""
     views: int = 100
     """whole teacher renders that splats learn from (a splat student), or that give a field
     student its pixels (a splat teacher)"""

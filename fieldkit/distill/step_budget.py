@@ -17,7 +17,7 @@ from __future__ import annotations
 STEP_SECONDS = {
     ("mlp", "mlp"): 0.0215, ("mlp", "hashgrid"): 0.095, ("mlp", "tensorf-vm"): 0.052,
     ("mlp", "tensorf-cp"): 0.095, ("mlp", "voxels"): 0.179,
-    ("hashgrid", "mlp"): 0.043, ("hashgrid", "hashgrid"): 0.439, ("hashgrid", "tensorf-vm"): 0.207,
+    ("hashgrid", "mlp"): 0.052, ("hashgrid", "hashgrid"): 0.439, ("hashgrid", "tensorf-vm"): 0.207,
     ("hashgrid", "tensorf-cp"): 0.236, ("hashgrid", "voxels"): 0.319,
     ("tensorf-vm", "mlp"): 0.0272, ("tensorf-vm", "hashgrid"): 0.145, ("tensorf-vm", "tensorf-vm"): 0.138,
     ("tensorf-vm", "tensorf-cp"): 0.110, ("tensorf-vm", "voxels"): 0.189,
