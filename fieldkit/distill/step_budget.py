@@ -7,8 +7,11 @@ from __future__ import annotations
 # Seconds per distillation step of each teacher -> student pair at default settings on the
 # 2-core reference CPU: a whole default run's seconds over its steps (two threads, nothing else
 # running, the default scene's teachers; see bench/results/convert.json), so a voxel student's
-# projection is included; the slowest such run where there were several, since the same run
-# varies by about 20% between sessions. A table, not a model: a teacher's cost and a student's did not
+# projection is included; the slowest such run of stops 19-21 where there were several, since the
+# same run varies by about 20% between sessions. Stop 22's CPU ran 30-50% slower than that, and
+# unevenly (tensorf-vm -> mlp: 265 s and 348 s for the same 8800 steps in one benchmark run); its
+# MLP-student runs are not folded in, as they would set the steps by one slow machine.
+# A table, not a model: a teacher's cost and a student's did not
 # add up (fits of either form missed single pairs by up to 30-34%, because how many samples a
 # student evaluates depends on the teacher's occupancy). Timings of 60 steps after a warm-up
 # missed whole runs by -6% to +52% (likely: the hardest rays, replayed late in a run, carry the most
