@@ -89,10 +89,6 @@ class RunDirectory:
         return False
 
 
-def _learning_rate_factor(step: int, steps: int, final_fraction: float) -> float:
-    return final_fraction ** (step / max(steps, 1))
-
-
 @torch.no_grad()
 def evaluate(model: RadianceField, dataset: Dataset, views: list[int] | None = None) -> dict:
     """Mean per-image PSNR and SSIM over test views (the NeRF convention)."""
@@ -177,6 +173,16 @@ class ResumableRun:
     """Gradients are clipped to this norm when set."""
     step_callback = None
     """`callback(step, figures)` after every step when set (the live viewer watches through it)."""
+    time_budget: float | None = None
+    """Optimisation seconds after which the run ends, when set: its schedule then follows whichever
+    of steps and seconds is further along, so a slow machine gets a whole run of fewer steps."""
+
+    def progress(self) -> float:
+        """How far the run is, in [0, 1]: by steps, or by seconds when that is further along."""
+        fraction = self.step / max(self.steps, 1)
+        if self.time_budget is not None:
+            fraction = max(fraction, self.seconds / max(self.time_budget, 1e-9))
+        return min(fraction, 1.0)
 
     def finished_metrics(self) -> dict | None:
         """The metrics of a run that already completed in this directory."""
@@ -209,7 +215,7 @@ class ResumableRun:
         loss.backward()
         if self.max_gradient_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_gradient_norm)
-        factor = _learning_rate_factor(self.step, self.steps, self.config.final_lr_fraction)
+        factor = self.config.final_lr_fraction ** self.progress()
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
         self.optimizer.step()
@@ -222,14 +228,14 @@ class ResumableRun:
         return {}
 
     def optimise(self, description: str, step_fn) -> None:
-        """Calls `step_fn() -> figures` up to `self.steps`, checkpointing every few seconds and
-        on Ctrl-C."""
+        """Calls `step_fn() -> figures` up to `self.steps` (or `self.time_budget`), checkpointing
+        every few seconds and on Ctrl-C."""
         self.load_checkpoint()
         self.model.train()
         last_checkpoint = time.monotonic()
         with progress_bar(description, self.steps, self.step) as advance:
             try:
-                while self.step < self.steps:
+                while self.progress() < 1:
                     started = time.perf_counter()
                     figures = step_fn()
                     self.step += 1

@@ -27,6 +27,7 @@ from fieldkit.distill.step_budget import (
     FEWEST_STEPS,
     MOST_STEPS,
     SPLAT_TEACHER_STEPS,
+    TIME_LIMIT_SECONDS,
     default_steps,
     step_seconds,
 )
@@ -275,6 +276,23 @@ def test_default_steps_fill_the_time_budget_of_each_pair(teachers, tmp_path):
     assert converter.steps == default_steps("voxels", "tensorf-vm")
 
 
+def test_a_time_limit_ends_the_run_with_its_whole_schedule(teachers, tmp_path):
+    """The run stops at the limit, its learning rate decayed by the seconds as it would have been
+    by the steps; default steps come with the default limit, steps a user names with none."""
+    teacher, overrides = teachers["hashgrid"], PAIRS["hashgrid-mlp"][2]
+    config = dataclasses.replace(FAST_CONVERT, steps=100_000, max_seconds=3.0)
+    limited = Converter(teacher, "mlp", tmp_path / "limited", config, overrides)
+    metrics = limited.run_conversion()
+    assert 0 < metrics["steps"] < metrics["planned_steps"] == 100_000
+    assert f"the time limit ended the run after {metrics['steps']} of 100000 steps" in metrics["notes"]
+    assert 3.0 <= metrics["seconds"] < 4.0
+    decayed = limited.optimizer.param_groups[0]["lr"] / limited.base_lrs[0]
+    assert decayed < config.final_lr_fraction ** 0.8 and limited.progress() == 1.0
+    assert Converter(teacher, "mlp", tmp_path / "default", FAST_CONVERT).time_budget == TIME_LIMIT_SECONDS
+    named = Converter(teacher, "mlp", tmp_path / "named", dataclasses.replace(FAST_CONVERT, steps=500))
+    assert named.time_budget is None
+
+
 @pytest.mark.parametrize("name", ["hashgrid-mlp", "voxels-tensorf-vm"])
 def test_the_student_inherits_grid_bounds_and_render_settings(name, converted, teachers):
     teacher, student = load(teachers[PAIRS[name][0]]), load(converted[name][0] / "field.safetensors")
@@ -360,7 +378,8 @@ def test_an_interrupted_conversion_resumes_where_it_stopped(teachers, tmp_path, 
 
 
 @pytest.mark.parametrize("case", ["unknown architecture", "not an asset", "not a fieldkit asset", "unknown setting",
-                                  "empty student", "student beyond memory", "another run", "nan"])
+                                  "empty student", "student beyond memory", "another run", "nan",
+                                  "time limit for splats"])
 def test_bad_input_gives_one_error_line(case, teachers, converted, tmp_path):
     out = tmp_path / "run"
     text_file = tmp_path / "notes.safetensors"
@@ -378,6 +397,8 @@ def test_bad_input_gives_one_error_line(case, teachers, converted, tmp_path):
         "another run": (convert_args(teachers["voxels"], "mlp", converted["hashgrid-mlp"][0], config, {}),
                         "another run"),
         "nan": (convert_args(teachers["voxels"], "voxels", out, config, {"learning_rate": "inf"}), "loss became"),
+        "time limit for splats": (convert_args(teachers["voxels"], "gaussians", out,
+                                               dataclasses.replace(config, max_seconds=60.0), {}), "--steps"),
     }[case]
     code, _, stderr = run(argv)
     assert code == 2

@@ -28,8 +28,11 @@ STAGES = ("feature", "point", "pixel")
 class ConvertConfig:
     steps: int = 0
     """distillation steps (0: the default: for a field teacher and student, as many as fit in
-    about four minutes on a 2-core CPU (900-10000, see fieldkit/distill/step_budget.py); 1800 from
-    splats; 3000 into splats)"""
+    about four minutes on a 2-core CPU (900-10000, see fieldkit/distill/step_budget.py), the run
+    ending sooner at max_seconds on a slower machine; 1800 from splats; 3000 into splats)"""
+    max_seconds: float = 0.0
+    """end the run after this many seconds (projection and renders included), its learning rate and
+    stages compressed to end there (0: 285 s for default steps between fields, none otherwise)"""
     batch_rays: int = 0
     """rays per step (0: 2048 from a field teacher, 512 into an MLP, which learns more from more,
     smaller steps; 4096 from a splat teacher, whose rays cost least, as its colours are rendered

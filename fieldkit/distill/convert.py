@@ -18,7 +18,7 @@ from fieldkit.distill.sampling import choose_rig
 from fieldkit.distill.sources import ActiveShares, RenderedRays, RigRays
 from fieldkit.distill.splat_teacher import SplatTeacher
 from fieldkit.distill.stages import shared_stages
-from fieldkit.distill.step_budget import default_steps
+from fieldkit.distill.step_budget import default_steps, default_time_limit
 from fieldkit.distill.student import (
     inherit_colour_head,
     load_teacher,
@@ -103,6 +103,10 @@ class Converter(ResumableRun):
         diagonal = float((self.teacher.aabb[1] - self.teacher.aabb[0]).norm())
         self.stride = sample_stride(diagonal / self.teacher.step_size, architecture)
         self.steps = config.steps or default_steps(self.teacher.architecture, architecture)
+        limit = config.max_seconds or (None if config.steps else
+                                       default_time_limit(self.teacher.architecture, architecture))
+        if limit is not None:  # the renders and the projection count against it
+            self.time_budget = limit - self.render_seconds - self.projection_seconds
         self.step, self.seconds = 0, 0.0
 
     def _start_from_projection(self) -> bool:
@@ -133,7 +137,7 @@ class Converter(ResumableRun):
                               batch.colours, self.stride)
         if losses is None:  # every ray missed the occupied cells: nothing to learn from
             return {}
-        progress = self.step / max(self.steps, 1)
+        progress = self.progress()
         weights = {name: stage.weight_at(progress) for name, stage in self.schedule.items()}
         loss = weights["feature"] * losses.feature + weights["point"] * losses.point + weights["pixel"] * losses.pixel
         self.apply_gradients(loss, "distillation loss")
@@ -158,6 +162,8 @@ class Converter(ResumableRun):
         return {"psnr_test": evaluate(self.student, test_set)["psnr"]}
 
     def finish(self) -> dict:
+        if self.step < self.steps:
+            self.note(f"the time limit ended the run after {self.step} of {self.steps} steps")
         self.student.eval()
         config = self.config
         # a splat teacher is scored at its training views' scale (see held_out_cameras)
@@ -171,7 +177,7 @@ class Converter(ResumableRun):
         # a splat teacher's renders are part of the conversion's cost (a resumed run renders them again)
         metrics |= {"seconds": self.seconds + self.render_seconds + self.projection_seconds,
                     "render_seconds": self.render_seconds, "projection_seconds": self.projection_seconds,
-                    "steps": self.step, "architecture": self.student.architecture,
+                    "steps": self.step, "planned_steps": self.steps, "architecture": self.student.architecture,
                     "teacher_architecture": self.teacher.architecture,
                     "teacher_psnr_test": self.teacher.metrics.get("psnr_test"), "stages": self.stages,
                     "active": self.config.active, "rig": self.rig.name,
@@ -185,6 +191,9 @@ def make_converter(teacher_path: str | Path, architecture: str, out: str | Path,
     if architecture not in (*ARCHITECTURES, "gaussians"):
         raise FieldkitError(f"unknown target '{architecture}'; choose one of: {', '.join(ARCHITECTURES)}, gaussians")
     if architecture == "gaussians":
+        if config.max_seconds:
+            raise FieldkitError("--max-seconds is for field students: a splat student's densification follows "
+                                "its steps; give --steps instead")
         from fieldkit.gaussians.from_field import (
             SplatDistiller,  # it imports this package: import it late
         )

@@ -17,7 +17,8 @@ from fieldkit.rendering import orbit_cameras
 def psnr_vs_teacher(teacher, student, cameras: Cameras) -> float:
     """Mean PSNR of the student's renders against the teacher's; either may be a field or splats."""
     teacher_images, student_images = teacher.render(cameras).rgb, student.render(cameras).rgb  # [C, H, W, 3]
-    scores = [psnr(image.clamp(0, 1), reference.clamp(0, 1)) for image, reference in zip(student_images, teacher_images)]
+    scores = [psnr(image.clamp(0, 1), reference.clamp(0, 1))
+              for image, reference in zip(student_images, teacher_images)]
     return sum(scores) / len(scores)
 
 
