@@ -162,7 +162,8 @@ def first_time_reaching(history: list[tuple[int, float, float]], target: float) 
 
 class ResumableRun:
     """What `train` and `convert` share: a run directory, an optimiser whose learning rate
-    decays over `steps`, a seeded generator, atomic checkpoints and the interruptible loop.
+    decays over `steps` (or `time_budget`), a seeded generator, atomic checkpoints and the
+    interruptible loop.
 
     Subclasses set run, config (with checkpoint_seconds and final_lr_fraction), model,
     optimizer, base_lrs, generator, steps, step and seconds, and implement `finish`.
