@@ -52,7 +52,8 @@ def matrix_row(teachers: Path, teacher: str, student: str) -> dict:
     with tempfile.TemporaryDirectory() as out:
         metrics = Converter(teacher_path(teachers, teacher), student, out, ConvertConfig()).run_conversion()
     return {"teacher": teacher, "student": student} | {key: metrics[key] for key in (
-        "seconds", "steps", "psnr_vs_teacher", "psnr_test", "teacher_psnr_test", "log_density_rmse", "stages")}
+        "seconds", "steps", "planned_steps", "psnr_vs_teacher", "psnr_test", "teacher_psnr_test", "log_density_rmse",
+        "stages")}
 
 
 class PSNRProbe:
@@ -92,7 +93,8 @@ def headline(teachers: Path, probe_every: int, steps: int, strong_teacher: str) 
             converter = Converter(teacher_path(teachers, teacher), "mlp", Path(out) / name, config)
             probe = converter.step_callback = PSNRProbe(converter, probe_every)
             metrics = converter.run_conversion()
-            runs[name] = {"seconds": metrics["seconds"], "steps": metrics["steps"], "psnr_test": metrics["psnr_test"],
+            runs[name] = {"seconds": metrics["seconds"], "steps": metrics["steps"],
+                          "planned_steps": metrics["planned_steps"], "psnr_test": metrics["psnr_test"],
                           "psnr_vs_teacher": metrics["psnr_vs_teacher"], "history": probe.history}
     target = runs["scratch"]["psnr_test"]
     for run in runs.values():
