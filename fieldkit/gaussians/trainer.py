@@ -191,7 +191,7 @@ class SplatTrainer(Trainer):
         loss.backward()
         if output.means2d.grad is not None:  # None when no splat reached a pixel of this view
             self.stats.accumulate(output.means2d.grad, output.radii, int(camera.width[0]), int(camera.height[0]))
-        self.optimizer.param_groups[0]["lr"] = self.means_lr * self.config.final_lr_fraction ** (self.step / self.steps)
+        self.optimizer.param_groups[0]["lr"] = self.means_lr * self.config.final_lr_fraction ** self.progress()
         self.optimizer.step()
         return float((image.detach() - target).square().mean())
 
