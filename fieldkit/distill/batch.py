@@ -61,6 +61,70 @@ def _subset(output: FieldOutput, kept: Tensor) -> FieldOutput:
                        {name: stage[kept] for name, stage in output.stages.items()})
 
 
+@dataclass
+class TaughtRays:
+    """Rays the teacher has marched and rendered: the samples the student is queried at and what
+    the teacher said there. Samples are packed and sorted by ray, so a run of rays is a run of
+    samples (`rays`)."""
+
+    samples: RaySamples  # [M] where the student is queried (every stride-th of the teacher's)
+    taught: FieldOutput  # [M] the teacher at those samples
+    weights: Tensor  # [M] the teacher's compositing weights there
+    directions: Tensor  # [R, 3]
+    target: Tensor  # [R, 3] the colour the student's render must match
+    alpha: Tensor  # [R] the teacher's opacity
+
+    def rays(self, first: int, end: int) -> TaughtRays:
+        """Rays first..end-1, their samples renumbered from 0."""
+        start, stop = torch.searchsorted(self.samples.rays, torch.tensor([first, end])).tolist()
+        samples = self.samples.subset(slice(start, stop))
+        samples.rays = samples.rays - first
+        return TaughtRays(samples, _subset(self.taught, slice(start, stop)), self.weights[start:stop],
+                          self.directions[first:end], self.target[first:end], self.alpha[first:end])
+
+
+@torch.no_grad()
+def teach_rays(teacher: RadianceField, student: RadianceField, stages: list[str], origins: Tensor,
+               directions: Tensor, jitter: Tensor, colours: Tensor | None = None,
+               stride: int = 1) -> TaughtRays | None:
+    """The teacher's half of `distill_rays`: None when no ray met anything."""
+    record: dict[str, FieldOutput] = {}
+    scaled = jitter * stride
+    samples = march(_visibility(teacher, student, stages, colours), teacher.grid, origins, directions,
+                    teacher.step_size, scaled.frac())
+    target = composite(_recording(teacher, record, "teacher", samples), samples, directions,
+                       teacher.background, teacher.step_size)
+    if "teacher" not in record:
+        return None
+    taught, weights = record["teacher"], target.sample_weights
+    samples = RaySamples(samples.t, samples.points, samples.rays, samples.steps)  # the kept geometry is spent
+    if stride > 1:
+        samples, kept = _every_nth(samples, stride, scaled.floor().long())
+        taught, weights = _subset(taught, kept), weights[kept]
+    return TaughtRays(samples, taught, weights, directions, target.rgb if colours is None else colours,
+                      target.alpha)
+
+
+def learn_rays(teacher: RadianceField, student: RadianceField, stages: list[str], rays: TaughtRays,
+               density_weight: float, point_focus: float = 0.0, stride: int = 1) -> BatchLosses | None:
+    """The student's half of `distill_rays`: None when none of the rays' samples fell on its share."""
+    record: dict[str, FieldOutput] = {}
+    output = composite(_recording(student, record, "student"), rays.samples, rays.directions, teacher.background,
+                       teacher.step_size * stride)
+    if "student" not in record:
+        return None
+    taught, learned = rays.taught, record["student"]
+    ray_errors = (output.rgb - rays.target).square().sum(dim=-1)  # [R]
+    errors = point_errors(taught, learned, density_weight)  # [M]
+    point = errors.mean()
+    if point_focus > 0:
+        focused = focus_mask(rays.weights, rays.samples.rays, rays.alpha)
+        if focused.any():
+            point = point + point_focus * errors[focused].mean()
+    return BatchLosses(feature_loss(taught, learned, stages), point, ray_errors.mean() / 3,
+                       float(log_density_error(taught, learned).detach()), ray_errors.detach())
+
+
 def distill_rays(teacher: RadianceField, student: RadianceField, stages: list[str], origins: Tensor,
                  directions: Tensor, jitter: Tensor, density_weight: float, point_focus: float = 0.0,
                  colours: Tensor | None = None, stride: int = 1) -> BatchLosses | None:
@@ -75,30 +139,5 @@ def distill_rays(teacher: RadianceField, student: RadianceField, stages: list[st
     (PVD-AL's point level). `colours` [R, 3], when given, are the rays' target colours in place
     of the teacher's volume render (a splat teacher's own renders).
     """
-    record: dict[str, FieldOutput] = {}
-    scaled = jitter * stride
-    samples = march(_visibility(teacher, student, stages, colours), teacher.grid, origins, directions,
-                    teacher.step_size, scaled.frac())
-    with torch.no_grad():
-        target = composite(_recording(teacher, record, "teacher", samples), samples, directions,
-                           teacher.background, teacher.step_size)
-    if "teacher" not in record:
-        return None
-    taught, weights, rays = record["teacher"], target.sample_weights, target.sample_rays
-    if stride > 1:
-        samples, kept = _every_nth(samples, stride, scaled.floor().long())
-        taught, weights, rays = _subset(taught, kept), weights[kept], rays[kept]
-    output = composite(_recording(student, record, "student"), samples, directions, teacher.background,
-                       teacher.step_size * stride)
-    if "student" not in record:  # none of the rays' samples fell on the student's share
-        return None
-    learned = record["student"]
-    ray_errors = (output.rgb - (target.rgb if colours is None else colours)).square().sum(dim=-1)  # [R]
-    errors = point_errors(taught, learned, density_weight)  # [M]
-    point = errors.mean()
-    if point_focus > 0:
-        focused = focus_mask(weights, rays, target.alpha)
-        if focused.any():
-            point = point + point_focus * errors[focused].mean()
-    return BatchLosses(feature_loss(taught, learned, stages), point, ray_errors.mean() / 3,
-                       float(log_density_error(taught, learned).detach()), ray_errors.detach())
+    rays = teach_rays(teacher, student, stages, origins, directions, jitter, colours, stride)
+    return None if rays is None else learn_rays(teacher, student, stages, rays, density_weight, point_focus, stride)
