@@ -17,7 +17,7 @@ from fieldkit.cameras import look_at
 from fieldkit.cli import main
 from fieldkit.distill import ConvertConfig, Converter, batch
 from fieldkit.distill.active import HardestPool, focus_mask
-from fieldkit.distill.batch import distill_rays
+from fieldkit.distill.batch import distill_rays, learn_rays, teach_rays
 from fieldkit.distill.evaluation import compare_to_teacher
 from fieldkit.distill.projection import project_onto_voxels
 from fieldkit.distill.sampling import BoxRig, OrbitRig, choose_rig
@@ -176,6 +176,28 @@ def test_the_teachers_kept_geometry_changes_no_loss(teachers, small_fields, monk
     for name in ("feature", "point", "pixel", "ray_errors"):
         assert torch.allclose(getattr(kept, name), getattr(again, name), rtol=1e-5, atol=1e-7), name
     assert kept.pixel > 0
+
+
+def test_rays_taught_together_teach_each_batch_as_if_alone(teachers, small_fields):
+    """The converter has the teacher march the next steps' rays in one call; a step's share of
+    them must give the losses its rays give when taught on their own."""
+    teacher = load_teacher(teachers["hashgrid"])
+    torch.manual_seed(0)
+    student = make_student(teacher, "mlp", make_config("mlp", "cpu", small_fields["mlp"]))
+    generator = torch.Generator().manual_seed(0)
+    rig = OrbitRig(teacher.aabb, upper_only=False)
+    origins, directions = rig.rays(*rig.poses(384, generator), generator)
+    jitter = torch.rand(384, generator=generator)
+    together = teach_rays(teacher, student, [], origins, directions, jitter, stride=2)
+    for first, end in ((0, 128), (128, 384)):
+        alone = teach_rays(teacher, student, [], origins[first:end], directions[first:end], jitter[first:end],
+                           stride=2)
+        share = together.rays(first, end)
+        assert torch.equal(share.samples.rays, alone.samples.rays) and share.samples.rays.numel() > 0
+        losses = [learn_rays(teacher, student, [], taught, 0.01, 1.0, stride=2) for taught in (share, alone)]
+        for name in ("point", "pixel", "ray_errors"):
+            assert torch.allclose(getattr(losses[0], name), getattr(losses[1], name), rtol=1e-5, atol=1e-7), name
+        assert losses[0].pixel > 0
 
 
 def _slab_field(aabb: torch.Tensor, columns: slice, logit_rgb: tuple[float, float, float]) -> RadianceField:
