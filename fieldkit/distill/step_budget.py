@@ -17,8 +17,8 @@ from __future__ import annotations
 # missed whole runs by -6% to +52% (likely: the hardest rays, replayed late in a run, carry the most
 # samples), so the identity pairs, never run whole, take their 60-step timing times the mean
 # whole-run excess of their student's column (x1.10 to x1.40; x1.03 for MLP students, at 512 rays).
-# Measured before the teacher taught 4096 rays at a time (see TEACHER_RAYS), which made MLP
-# students' steps about a quarter cheaper: their runs now end before the budget, not past it.
+# Measured before the teacher taught 4096 rays at a time (see TEACHER_RAYS), which made most MLP
+# students' steps 17-36% cheaper (voxels -> mlp's barely): their runs now end at 153-238 s.
 STEP_SECONDS = {
     ("mlp", "mlp"): 0.0215, ("mlp", "hashgrid"): 0.095, ("mlp", "tensorf-vm"): 0.052,
     ("mlp", "tensorf-cp"): 0.095, ("mlp", "voxels"): 0.179,
