@@ -160,16 +160,21 @@ def test_a_very_dense_teacher_gives_bounded_losses(tiny_dataset, small_fields):
     assert gradients and all(torch.isfinite(gradient).all() for gradient in gradients)
 
 
-def test_the_teachers_kept_geometry_changes_no_loss(teachers, small_fields, monkeypatch):
-    """The teacher's visibility pass keeps its geometry vectors and its colour pass reuses them; the
-    losses must be those of evaluating the teacher again at the visible samples."""
+def _hashgrid_mlp_and_rays(teachers, small_fields, count: int):
+    """The hash-grid teacher, a small seeded MLP student, and `count` seeded orbit rays with jitter."""
     teacher = load_teacher(teachers["hashgrid"])
     torch.manual_seed(0)
     student = make_student(teacher, "mlp", make_config("mlp", "cpu", small_fields["mlp"]))
     generator = torch.Generator().manual_seed(0)
     rig = OrbitRig(teacher.aabb, upper_only=False)
-    origins, directions = rig.rays(*rig.poses(256, generator), generator)
-    jitter = torch.rand(256, generator=generator)
+    origins, directions = rig.rays(*rig.poses(count, generator), generator)
+    return teacher, student, origins, directions, torch.rand(count, generator=generator)
+
+
+def test_the_teachers_kept_geometry_changes_no_loss(teachers, small_fields, monkeypatch):
+    """The teacher's visibility pass keeps its geometry vectors and its colour pass reuses them; the
+    losses must be those of evaluating the teacher again at the visible samples."""
+    teacher, student, origins, directions, jitter = _hashgrid_mlp_and_rays(teachers, small_fields, 256)
     kept = distill_rays(teacher, student, ["geometry"], origins, directions, jitter, 0.01, 1.0)
     monkeypatch.setattr(batch, "_visibility", lambda teacher, student, stages, colours: teacher.field.log_density)
     again = distill_rays(teacher, student, ["geometry"], origins, directions, jitter, 0.01, 1.0)
@@ -181,13 +186,7 @@ def test_the_teachers_kept_geometry_changes_no_loss(teachers, small_fields, monk
 def test_rays_taught_together_teach_each_batch_as_if_alone(teachers, small_fields):
     """The converter has the teacher march the next steps' rays in one call; a step's share of
     them must give the losses its rays give when taught on their own."""
-    teacher = load_teacher(teachers["hashgrid"])
-    torch.manual_seed(0)
-    student = make_student(teacher, "mlp", make_config("mlp", "cpu", small_fields["mlp"]))
-    generator = torch.Generator().manual_seed(0)
-    rig = OrbitRig(teacher.aabb, upper_only=False)
-    origins, directions = rig.rays(*rig.poses(384, generator), generator)
-    jitter = torch.rand(384, generator=generator)
+    teacher, student, origins, directions, jitter = _hashgrid_mlp_and_rays(teachers, small_fields, 384)
     together = teach_rays(teacher, student, [], origins, directions, jitter, stride=2)
     for first, end in ((0, 128), (128, 384)):
         alone = teach_rays(teacher, student, [], origins[first:end], directions[first:end], jitter[first:end],
