@@ -12,8 +12,9 @@
     distilled from a stronger teacher (--strong-teacher, trained for --strong-teacher-steps, at
     convert's default steps) for when the hash grid scores below the scratch MLP, and from that
     teacher again with a tenth of the time the scratch run needed (--max-seconds: its whole
-    schedule in that time), which reaches the scratch run's PSNR if distillation is 10x faster. Test PSNR is probed every few steps (probes are not
-    timed), and the seconds each run needs to reach the scratch run's final test PSNR are compared.
+    schedule in that time), which reaches the scratch run's PSNR if distillation is 10x faster.
+    Test PSNR is probed every few steps (probes are not timed), and the seconds each run needs to
+    reach the scratch run's final test PSNR are compared.
 Prints tables and writes JSON (after every run, so a stopped benchmark keeps what it measured).
 """
 from __future__ import annotations
