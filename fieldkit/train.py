@@ -172,6 +172,8 @@ class ResumableRun:
     asset_name = ASSET_NAME
     max_gradient_norm: float | None = None
     """Gradients are clipped to this norm when set."""
+    warmup: float = 0.0
+    """Fraction of the run over which the learning rate rises linearly to its schedule (0: none)."""
     step_callback = None
     """`callback(step, figures)` after every step when set (the live viewer watches through it)."""
     time_budget: float | None = None
@@ -217,6 +219,8 @@ class ResumableRun:
         if self.max_gradient_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_gradient_norm)
         factor = self.config.final_lr_fraction ** self.progress()
+        if self.warmup > 0:
+            factor *= min(1.0, (self.progress() + 1 / max(self.steps, 1)) / self.warmup)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
         self.optimizer.step()

@@ -18,6 +18,7 @@ from fieldkit.cli import main
 from fieldkit.distill import ConvertConfig, Converter, batch
 from fieldkit.distill.active import HardestPool, focus_mask
 from fieldkit.distill.batch import distill_rays, learn_rays, teach_rays
+from fieldkit.distill.convert import STUDENT_WARMUP
 from fieldkit.distill.evaluation import compare_to_teacher
 from fieldkit.distill.projection import project_onto_voxels
 from fieldkit.distill.sampling import BoxRig, OrbitRig, choose_rig
@@ -279,6 +280,36 @@ def test_the_student_learns_at_its_training_rates_times_the_scale(teachers, tmp_
     cp = make_config("tensorf-cp", "cpu")
     assert Converter(teachers["voxels"], "tensorf-cp", tmp_path / "cp", FAST_CONVERT).base_lrs == [
         3.0 * cp.learning_rate, 3.0 * cp.network_learning_rate]
+
+
+def _dead_units(field, points: torch.Tensor) -> int:
+    """Hidden ReLU units of an MLP field that are zero at every one of `points`."""
+    alive = []
+    hooks = [layer.register_forward_hook(lambda module, inputs, output: alive.append((output > 0).any(dim=0)))
+             for layer in field.layers]
+    with torch.no_grad():
+        field(points, torch.zeros_like(points))
+    for hook in hooks:
+        hook.remove()
+    return sum(int((~units).sum()) for units in alive)
+
+
+def test_a_warmed_up_mlp_student_keeps_its_relu_units(teachers, tmp_path):
+    """Adam's first steps at a student's full rate kill ReLU units for good: warming its learning
+    rate up over half of a short run keeps most of them alive. MLP students warm up by default,
+    grid students start at their full rate."""
+    teacher, overrides = teachers["hashgrid"], PAIRS["hashgrid-mlp"][2]
+    dead = {}
+    for warmup in (0.0, 0.5):
+        converter = Converter(teacher, "mlp", tmp_path / f"warmup{warmup}",
+                              dataclasses.replace(FAST_CONVERT, steps=100, warmup=warmup), overrides)
+        converter.run_conversion()
+        aabb = converter.teacher.aabb
+        points = aabb[0] + (aabb[1] - aabb[0]) * torch.rand(4096, 3, generator=torch.Generator().manual_seed(0))
+        dead[warmup] = _dead_units(converter.student.field, points)
+    assert dead[0.5] < 0.5 * dead[0.0], dead
+    assert Converter(teacher, "mlp", tmp_path / "mlp", FAST_CONVERT).warmup == STUDENT_WARMUP["mlp"] > 0
+    assert Converter(teacher, "tensorf-vm", tmp_path / "grid", FAST_CONVERT).warmup == 0.0
 
 
 def test_default_steps_fill_the_time_budget_of_each_pair(teachers, tmp_path):

@@ -97,6 +97,9 @@ class ConvertConfig:
     from its teacher, which starts near it)"""
     final_lr_fraction: float = 0.1
     """learning rate at the last step, as a fraction of the first"""
+    warmup: float = -1.0
+    """fraction of the run over which the learning rate rises linearly from near zero (-1: 0.12
+    for an MLP student, none for the others)"""
     checkpoint_seconds: float = 30.0
     """seconds between checkpoints"""
     seed: int = 0
