@@ -218,9 +218,10 @@ class ResumableRun:
         loss.backward()
         if self.max_gradient_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_gradient_norm)
-        factor = self.config.final_lr_fraction ** self.progress()
+        progress = self.progress()
+        factor = self.config.final_lr_fraction ** progress
         if self.warmup > 0:
-            factor *= min(1.0, (self.progress() + 1 / max(self.steps, 1)) / self.warmup)
+            factor *= min(1.0, (progress + 1 / max(self.steps, 1)) / self.warmup)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
         self.optimizer.step()
