@@ -18,7 +18,8 @@ from __future__ import annotations
 # samples), so the identity pairs, never run whole, take their 60-step timing times the mean
 # whole-run excess of their student's column (x1.10 to x1.40; x1.03 for MLP students, at 512 rays).
 # Measured before the teacher taught 4096 rays at a time (see TEACHER_RAYS), which made most MLP
-# students' steps 17-36% cheaper (voxels -> mlp's barely): their runs now end at 153-238 s.
+# students' steps 17-36% cheaper (voxels -> mlp's barely): their runs ended at 153-238 s in stop 24
+# and 128-186 s on stop 25's faster CPU day.
 STEP_SECONDS = {
     ("mlp", "mlp"): 0.0215, ("mlp", "hashgrid"): 0.095, ("mlp", "tensorf-vm"): 0.052,
     ("mlp", "tensorf-cp"): 0.095, ("mlp", "voxels"): 0.179,
