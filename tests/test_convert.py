@@ -18,7 +18,7 @@ from fieldkit.cli import main
 from fieldkit.distill import ConvertConfig, Converter, batch
 from fieldkit.distill.active import HardestPool, focus_mask
 from fieldkit.distill.batch import distill_rays, learn_rays, teach_rays
-from fieldkit.distill.convert import STUDENT_WARMUP
+from fieldkit.distill.convert import BLANK_HEAD_WARMUP, STUDENT_WARMUP
 from fieldkit.distill.evaluation import compare_to_teacher
 from fieldkit.distill.projection import project_onto_voxels
 from fieldkit.distill.sampling import BoxRig, OrbitRig, choose_rig
@@ -282,34 +282,52 @@ def test_the_student_learns_at_its_training_rates_times_the_scale(teachers, tmp_
         3.0 * cp.learning_rate, 3.0 * cp.network_learning_rate]
 
 
-def _dead_units(field, points: torch.Tensor) -> int:
-    """Hidden ReLU units of an MLP field that are zero at every one of `points`."""
+def _dead_units(layers, field, aabb: torch.Tensor) -> int:
+    """Hidden units after `layers` (linear layers, each followed by a ReLU) of `field` that are
+    zero at every one of 4096 random points and directions."""
+    generator = torch.Generator().manual_seed(0)
+    points = aabb[0] + (aabb[1] - aabb[0]) * torch.rand(4096, 3, generator=generator)
+    directions = torch.nn.functional.normalize(torch.randn(4096, 3, generator=generator), dim=-1)
     alive = []
     hooks = [layer.register_forward_hook(lambda module, inputs, output: alive.append((output > 0).any(dim=0)))
-             for layer in field.layers]
+             for layer in layers]
     with torch.no_grad():
-        field(points, torch.zeros_like(points))
+        field(points, directions)
     for hook in hooks:
         hook.remove()
     return sum(int((~units).sum()) for units in alive)
 
 
-def test_a_warmed_up_mlp_student_keeps_its_relu_units(teachers, tmp_path):
+@pytest.mark.parametrize("pair, hidden_layers", [
+    ("hashgrid-mlp", lambda field: list(field.layers)),
+    # the voxel teacher has no colour head to hand over, so its grid students start with a blank one
+    ("voxels-tensorf-vm", lambda field: [layer for layer in field.colour_head.mlp[:-1]
+                                         if isinstance(layer, torch.nn.Linear)]),
+], ids=["mlp-student", "blank-colour-head"])
+def test_a_warmed_up_student_keeps_its_relu_units(pair, hidden_layers, teachers, tmp_path):
     """Adam's first steps at a student's full rate kill ReLU units for good: warming its learning
-    rate up over half of a short run keeps most of them alive. MLP students warm up by default,
-    grid students start at their full rate."""
-    teacher, overrides = teachers["hashgrid"], PAIRS["hashgrid-mlp"][2]
+    rate up over half of a short run keeps many more of them alive."""
+    teacher, student, overrides, steps, _ = PAIRS[pair]
     dead = {}
     for warmup in (0.0, 0.5):
-        converter = Converter(teacher, "mlp", tmp_path / f"warmup{warmup}",
-                              dataclasses.replace(FAST_CONVERT, steps=100, warmup=warmup), overrides)
+        converter = Converter(teachers[teacher], student, tmp_path / f"warmup{warmup}",
+                              dataclasses.replace(FAST_CONVERT, steps=steps, warmup=warmup), overrides)
         converter.run_conversion()
-        aabb = converter.teacher.aabb
-        points = aabb[0] + (aabb[1] - aabb[0]) * torch.rand(4096, 3, generator=torch.Generator().manual_seed(0))
-        dead[warmup] = _dead_units(converter.student.field, points)
-    assert dead[0.5] < 0.5 * dead[0.0], dead
-    assert Converter(teacher, "mlp", tmp_path / "mlp", FAST_CONVERT).warmup == STUDENT_WARMUP["mlp"] > 0
-    assert Converter(teacher, "tensorf-vm", tmp_path / "grid", FAST_CONVERT).warmup == 0.0
+        field = converter.student.field
+        dead[warmup] = _dead_units(hidden_layers(field), field, converter.teacher.aabb)
+    assert dead[0.5] < 0.6 * dead[0.0], dead
+
+
+def test_mlp_students_and_blank_colour_heads_warm_up_by_default(teachers, tmp_path):
+    def default_warmup(teacher, student, **config):
+        return Converter(teachers[teacher], student, tmp_path / f"{teacher}-{student}-{len(config)}",
+                         dataclasses.replace(FAST_CONVERT, **config)).warmup
+
+    assert default_warmup("hashgrid", "mlp") == STUDENT_WARMUP["mlp"] > 0
+    assert default_warmup("voxels", "tensorf-vm") == default_warmup("voxels", "hashgrid") == BLANK_HEAD_WARMUP > 0
+    assert default_warmup("hashgrid", "tensorf-vm", inherit_colour_head=False) == BLANK_HEAD_WARMUP
+    # a grid student that inherits its teacher's head, and a voxel student (no head), start at full rate
+    assert default_warmup("hashgrid", "tensorf-vm") == default_warmup("hashgrid", "voxels") == 0.0
 
 
 def test_default_steps_fill_the_time_budget_of_each_pair(teachers, tmp_path):

@@ -99,7 +99,7 @@ class ConvertConfig:
     """learning rate at the last step, as a fraction of the first"""
     warmup: float = -1.0
     """fraction of the run over which the learning rate rises linearly from near zero (-1: 0.12
-    for an MLP student, none for the others)"""
+    for an MLP student and for a student whose colour head starts blank, none for the others)"""
     checkpoint_seconds: float = 30.0
     """seconds between checkpoints"""
     seed: int = 0

@@ -29,6 +29,7 @@ from fieldkit.distill.student import (
 from fieldkit.distill.views import held_out_cameras, training_views
 from fieldkit.errors import FieldkitError
 from fieldkit.fields import ARCHITECTURES, field_class
+from fieldkit.fields.base import GeometryVectorField
 from fieldkit.fields.voxels import VoxelField
 from fieldkit.metrics import mse_to_psnr
 from fieldkit.train import ResumableRun, RunDirectory, evaluate
@@ -57,8 +58,11 @@ TEACHER_RAYS = 4096
 # Adam's first steps move every weight by about its full learning rate, whatever its gradient: at
 # an MLP student's rates that killed half the ReLU units of two of its four layers within 50 steps
 # (voxels -> mlp, 8100 steps: 72 and 57 of 128 dead at the end, -1.13 dB; warming up over the
-# first 300 steps: 22 and 19, -0.91; over 1000: 4 and 6, -0.84)
-STUDENT_WARMUP = {"mlp": 0.12}
+# first 300 steps: 22 and 19, -0.91; over 1000: 4 and 6, -0.84). A grid student whose colour
+# head starts blank (the voxel teacher has none to hand over) lost units of that head the same
+# way and then collapsed in its last steps (voxels -> tensorf-vm, 1800 steps: batch PSNR 39 until
+# step 1650, 31 at the end, -2.41 dB, 11 of 64 head units dead; warmed up: -0.88, 1 dead)
+STUDENT_WARMUP, BLANK_HEAD_WARMUP = {"mlp": 0.12}, 0.12
 
 
 class Converter(ResumableRun):
@@ -76,7 +80,8 @@ class Converter(ResumableRun):
         self.resuming = self.run.claim(request)
         self.notes: list[str] = []  # what the log said, kept in metrics.json
         self.log = log
-        if config.inherit_colour_head and inherit_colour_head(self.teacher, self.student):
+        inherited = config.inherit_colour_head and inherit_colour_head(self.teacher, self.student)
+        if inherited:
             self.note("the student starts from the teacher's colour head")
         projected = self._start_from_projection()
         self.stages = shared_stages(self.teacher.field, self.student.field)
@@ -91,7 +96,9 @@ class Converter(ResumableRun):
             group["lr"] *= scale
         self.optimizer = torch.optim.Adam(groups, eps=1e-15)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
-        self.warmup = config.warmup if config.warmup >= 0 else STUDENT_WARMUP.get(architecture, 0.0)
+        blank_head = isinstance(self.student.field, GeometryVectorField) and not inherited
+        self.warmup = config.warmup if config.warmup >= 0 else \
+            STUDENT_WARMUP.get(architecture, BLANK_HEAD_WARMUP if blank_head else 0.0)
         self.generator = torch.Generator().manual_seed(config.seed)
         splat_teacher = isinstance(self.teacher, SplatTeacher)
         self.point_focus = config.point_focus or STUDENT_POINT_FOCUS.get(architecture, POINT_FOCUS)
