@@ -94,7 +94,10 @@ class Converter(ResumableRun):
                                                  BLANK_RATE_SCALES.get(architecture, BLANK_RATE_SCALE))
         for group in groups:
             group["lr"] *= scale
-        self.optimizer = torch.optim.Adam(groups, eps=1e-15)
+        # one fused kernel: Adam's separate passes over a voxel grid's or hash table's millions of
+        # entries cost a third of a voxel student's step on a CPU (voxels -> voxels: 0.157 s a step
+        # unfused, 0.102 fused; an Adam step over a 2^21 x 2 table: 19 ms against 1.5)
+        self.optimizer = torch.optim.Adam(groups, eps=1e-15, fused=True)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         blank_head = isinstance(self.student.field, GeometryVectorField) and not inherited
         self.warmup = config.warmup if config.warmup >= 0 else \

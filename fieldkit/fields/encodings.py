@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -52,28 +53,33 @@ _HASH_PRIMES = (1, 2654435761 - 2**32, 805459861)
 
 
 class _TableGather(torch.autograd.Function):
-    """Trilinear blend of table rows: out[n, l] = sum_c weights[n, l, c] * table[index[n, l, c]].
+    """Trilinear blend of table rows: out[l, n] = sum_c weights[l, n, c] * table[index[l, n, c]].
 
-    The backward scatters with one accumulate index_put, which is several times faster on
-    CPU than autograd's embedding backward for millions of indices.
+    Level-major, so that the backward's scatter visits one level's slice of the table at a time
+    (it stays in cache: an index_add over 7.7M rows took 105 ms level-major, 200 ms point-major),
+    and the scatter is one index_add, several times faster on CPU than autograd's embedding
+    backward for millions of indices. The forward's embedding_bag blends the 8 corners without
+    materialising their rows (38 ms against 108 ms for a gather and an einsum).
     """
 
     @staticmethod
-    def forward(ctx, table: Tensor, index: Tensor, weights: Tensor) -> Tensor:
-        rows = table.index_select(0, index.reshape(-1)).view(*index.shape, table.shape[1])  # [N, L, 8, F]
+    def forward(ctx, table: Tensor, index: Tensor, weights: Tensor) -> Tensor:  # [L, N, 8] -> [L, N, F]
         ctx.save_for_backward(table, index, weights)
-        return torch.einsum("nlc,nlcf->nlf", weights, rows)
+        corners = index.shape[-1]
+        blended = F.embedding_bag(index.reshape(-1, corners), table, per_sample_weights=weights.reshape(-1, corners),
+                                  mode="sum")
+        return blended.view(*index.shape[:-1], table.shape[1])
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # grad [N, L, F]
+    def backward(ctx, grad: Tensor):  # grad [L, N, F]
         table, index, weights = ctx.saved_tensors
         grad_table = grad_weights = None
         if ctx.needs_input_grad[0]:
             contributions = (weights[..., None] * grad[:, :, None, :]).reshape(-1, table.shape[1])
-            grad_table = torch.zeros_like(table).index_put_((index.reshape(-1),), contributions, accumulate=True)
+            grad_table = torch.zeros_like(table).index_add_(0, index.reshape(-1), contributions)
         if ctx.needs_input_grad[2]:
             rows = table.index_select(0, index.reshape(-1)).view(*index.shape, table.shape[1])
-            grad_weights = torch.einsum("nlf,nlcf->nlc", grad, rows)
+            grad_weights = torch.einsum("lnf,lncf->lnc", grad, rows)
         return grad_table, None, grad_weights
 
 
@@ -104,19 +110,20 @@ class HashEncoding(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # [N, 3] in [0, 1] -> [N, L * F]
         count, dense_levels = x.shape[0], self.dense_levels
-        position = x[:, None, :] * self.resolution[None, :, None]  # [N, L, 3]
+        resolution = self.resolution[:, None, None]
+        position = x[None] * resolution  # [L, N, 3]
         # a coordinate of exactly 1 belongs to the last cell, not to one past the grid
-        corner = torch.minimum(position.floor(), self.resolution[None, :, None] - 1)
+        corner = torch.minimum(position.floor(), resolution - 1)
         fraction = position - corner
-        # per axis, the two corner coordinates times that axis' multiplier: [N, L, 3, 2]
-        terms = torch.stack([corner, corner + 1], dim=-1).int() * self.multipliers[None, :, :, None]
-        dense, hashed = terms[:, :dense_levels], terms[:, dense_levels:]
+        # per axis, the two corner coordinates times that axis' multiplier: [L, N, 3, 2]
+        terms = torch.stack([corner, corner + 1], dim=-1).int() * self.multipliers[:, None, :, None]
+        dense, hashed = terms[:dense_levels], terms[dense_levels:]
         dense_index = dense[:, :, 0, :, None, None] + dense[:, :, 1, None, :, None] + dense[:, :, 2, None, None, :]
         hashed_index = (hashed[:, :, 0, :, None, None] ^ hashed[:, :, 1, None, :, None]
                         ^ hashed[:, :, 2, None, None, :]) & (self.table_size - 1)
-        index = torch.cat([dense_index.reshape(count, dense_levels, 8), hashed_index.reshape(count, -1, 8)], dim=1)
-        index = (index + self.level_offsets[None, :, None]).long()  # [N, L, 8]
-        axis_weights = torch.stack([1 - fraction, fraction], dim=-1)  # [N, L, 3, 2]
-        weights_xy = axis_weights[:, :, 0, :, None] * axis_weights[:, :, 1, None, :]  # [N, L, 2, 2]
-        weights = (weights_xy[..., None] * axis_weights[:, :, 2, None, None, :]).reshape(count, self.levels, 8)
-        return _TableGather.apply(self.table, index, weights).reshape(count, -1)
+        index = torch.cat([dense_index.reshape(dense_levels, count, 8), hashed_index.reshape(-1, count, 8)])
+        index = (index + self.level_offsets[:, None, None]).long()  # [L, N, 8]
+        axis_weights = torch.stack([1 - fraction, fraction], dim=-1)  # [L, N, 3, 2]
+        weights_xy = axis_weights[:, :, 0, :, None] * axis_weights[:, :, 1, None, :]  # [L, N, 2, 2]
+        weights = (weights_xy[..., None] * axis_weights[:, :, 2, None, None, :]).reshape(self.levels, count, 8)
+        return _TableGather.apply(self.table, index, weights).transpose(0, 1).reshape(count, -1)
