@@ -125,7 +125,7 @@ class Converter(ResumableRun):
         # below the splats' test PSNR; pixels alone: -0.93 dB (see the splats benchmark)
         self.schedule = config.schedule(splat_teacher)
         diagonal = float((self.teacher.aabb[1] - self.teacher.aabb[0]).norm())
-        self.stride = sample_stride(diagonal / self.teacher.step_size, architecture)
+        self.stride = sample_stride(diagonal / self.teacher.step_size, architecture, self.teacher.architecture)
         self.steps = config.steps or default_steps(self.teacher.architecture, architecture)
         limit = config.max_seconds or (None if config.steps else
                                        default_time_limit(self.teacher.architecture, architecture))

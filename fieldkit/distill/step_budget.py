@@ -20,18 +20,18 @@ from __future__ import annotations
 # Measured before the teacher taught 4096 rays at a time (see TEACHER_RAYS), which made most MLP
 # students' steps 17-36% cheaper (voxels -> mlp's barely): their runs ended at 153-238 s in stop 24
 # and 128-186 s on stop 25's faster CPU day. Voxel and hash-grid students' entries were then
-# scaled by the ratio of 100-step timings with and without the fused Adam step, the faster hash
-# encoding and the hash-grid student's 128 samples per diagonal (x0.49 to x0.68, stop 26); every
-# other pair's ratio lay within the timings' noise (x0.86 to x1.19, the same pair's timing moving
-# by 10% between runs), so its entry stands.
+# scaled by the ratio of 100-step timings with and without the fused Adam step and the faster hash
+# encoding (x0.50 to x0.78, stop 26; voxels -> hashgrid x0.49 with its 128 samples per diagonal);
+# every other pair's ratio lay within the timings' noise (x0.86 to x1.19, the same pair's timing
+# moving by 10% between runs), so its entry stands.
 STEP_SECONDS = {
     ("mlp", "mlp"): 0.0215, ("mlp", "hashgrid"): 0.0637, ("mlp", "tensorf-vm"): 0.052,
     ("mlp", "tensorf-cp"): 0.095, ("mlp", "voxels"): 0.0903,
-    ("hashgrid", "mlp"): 0.052, ("hashgrid", "hashgrid"): 0.299, ("hashgrid", "tensorf-vm"): 0.207,
+    ("hashgrid", "mlp"): 0.052, ("hashgrid", "hashgrid"): 0.342, ("hashgrid", "tensorf-vm"): 0.207,
     ("hashgrid", "tensorf-cp"): 0.236, ("hashgrid", "voxels"): 0.213,
-    ("tensorf-vm", "mlp"): 0.0272, ("tensorf-vm", "hashgrid"): 0.0803, ("tensorf-vm", "tensorf-vm"): 0.138,
+    ("tensorf-vm", "mlp"): 0.0272, ("tensorf-vm", "hashgrid"): 0.106, ("tensorf-vm", "tensorf-vm"): 0.138,
     ("tensorf-vm", "tensorf-cp"): 0.110, ("tensorf-vm", "voxels"): 0.110,
-    ("tensorf-cp", "mlp"): 0.0206, ("tensorf-cp", "hashgrid"): 0.0807, ("tensorf-cp", "tensorf-vm"): 0.077,
+    ("tensorf-cp", "mlp"): 0.0206, ("tensorf-cp", "hashgrid"): 0.105, ("tensorf-cp", "tensorf-vm"): 0.077,
     ("tensorf-cp", "tensorf-cp"): 0.100, ("tensorf-cp", "voxels"): 0.0919,
     ("voxels", "mlp"): 0.0295, ("voxels", "hashgrid"): 0.130, ("voxels", "tensorf-vm"): 0.133,
     ("voxels", "tensorf-cp"): 0.211, ("voxels", "voxels"): 0.157,

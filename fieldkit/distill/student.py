@@ -21,11 +21,14 @@ from fieldkit.train import DEFAULT_SAMPLES_PER_DIAGONAL
 # voxels -> tensorf-cp at 1500 steps, 3x rates: -1.14 at rank 192, -0.74 at 384 on every other sample)
 STUDENT_SIZES = {("tensorf-cp", "cpu"): {"components": 96}}
 # samples per diagonal that a student learns at, where not `fieldkit train`'s for its architecture:
-# a rank-384 CP student on every other sample costs less a step than rank 192 on every sample; a
-# hash-grid student, slow a step on a CPU, gains more from steps than from samples (voxels ->
-# hashgrid, 1 thread: -1.12 dB after 900 steps at 256, -0.61 after 1400 at 256 in 467 s, -0.55
-# after 1800 at 128 in 383 s)
-STUDENT_SAMPLES_PER_DIAGONAL = DEFAULT_SAMPLES_PER_DIAGONAL | {"tensorf-cp": 128, "hashgrid": 128}
+# a rank-384 CP student on every other sample costs less a step than rank 192 on every sample
+STUDENT_SAMPLES_PER_DIAGONAL = DEFAULT_SAMPLES_PER_DIAGONAL | {"tensorf-cp": 128}
+# and for a teacher -> student pair. The voxel teacher's hash-grid student, whose steps cost twice
+# another teacher's (0.154 s against 0.075 from tensorf-vm, 100-step timings), gains more from
+# steps than from samples (1 thread: -1.12 dB after 900 steps at 256, -0.61 after 1400 at 256 in
+# 467 s, -0.55 after 1800 at 128 in 383 s); a tensorf-cp teacher's lost by it (-1.11 dB after 2900
+# steps at 128, -0.74 after 1600 at 256)
+PAIR_SAMPLES_PER_DIAGONAL = {("voxels", "hashgrid"): 128}
 
 
 def student_config(architecture: str, preset: str, overrides: dict | None):
@@ -79,15 +82,17 @@ def _buildable_field(architecture: str, aabb: torch.Tensor, field_config):
     return field
 
 
-def sample_stride(teacher_samples: float, student: str) -> int:
+def sample_stride(teacher_samples: float, student: str, teacher: str = "") -> int:
     """How many of the teacher's samples along a ray go to one of the student's: the student
-    learns at its spacing in STUDENT_SAMPLES_PER_DIAGONAL, never finer than the teacher's.
+    learns at its pair's spacing in PAIR_SAMPLES_PER_DIAGONAL, else at its own in
+    STUDENT_SAMPLES_PER_DIAGONAL, never finer than the teacher's.
 
     The teacher still renders every sample (its targets keep their detail: tensorf-vm rendered at
     128 samples per diagonal instead of its 256 scores 35.35 dB instead of 36.97), while an MLP
     or CP student, at 128, evaluates half of them and so costs about half per step.
     """
-    return max(1, round(teacher_samples / STUDENT_SAMPLES_PER_DIAGONAL[student]))
+    samples = PAIR_SAMPLES_PER_DIAGONAL.get((teacher, student), STUDENT_SAMPLES_PER_DIAGONAL[student])
+    return max(1, round(teacher_samples / samples))
 
 
 def make_student(teacher: RadianceField, architecture: str, field_config) -> RadianceField:
