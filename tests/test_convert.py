@@ -298,13 +298,14 @@ def _dead_units(layers, field, aabb: torch.Tensor) -> int:
     return sum(int((~units).sum()) for units in alive)
 
 
-@pytest.mark.parametrize("pair, hidden_layers", [
-    ("hashgrid-mlp", lambda field: list(field.layers)),
-    # the voxel teacher has no colour head to hand over, so its grid students start with a blank one
+@pytest.mark.parametrize("pair, hidden_layers, most_kept_dead", [
+    ("hashgrid-mlp", lambda field: list(field.layers), 0.5),  # measured 15 against 58
+    # the voxel teacher has no colour head to hand over, so its grid students start with a blank
+    # one (measured 15 against 29)
     ("voxels-tensorf-vm", lambda field: [layer for layer in field.colour_head.mlp[:-1]
-                                         if isinstance(layer, torch.nn.Linear)]),
+                                         if isinstance(layer, torch.nn.Linear)], 0.6),
 ], ids=["mlp-student", "blank-colour-head"])
-def test_a_warmed_up_student_keeps_its_relu_units(pair, hidden_layers, teachers, tmp_path):
+def test_a_warmed_up_student_keeps_its_relu_units(pair, hidden_layers, most_kept_dead, teachers, tmp_path):
     """Adam's first steps at a student's full rate kill ReLU units for good: warming its learning
     rate up over half of a short run keeps many more of them alive."""
     teacher, student, overrides, steps, _ = PAIRS[pair]
@@ -315,7 +316,7 @@ def test_a_warmed_up_student_keeps_its_relu_units(pair, hidden_layers, teachers,
         converter.run_conversion()
         field = converter.student.field
         dead[warmup] = _dead_units(hidden_layers(field), field, converter.teacher.aabb)
-    assert dead[0.5] < 0.6 * dead[0.0], dead
+    assert dead[0.5] < most_kept_dead * dead[0.0], dead
 
 
 def test_mlp_students_and_blank_colour_heads_warm_up_by_default(teachers, tmp_path):
