@@ -18,7 +18,7 @@ from fieldkit.cli import main
 from fieldkit.distill import ConvertConfig, Converter, batch
 from fieldkit.distill.active import HardestPool, focus_mask
 from fieldkit.distill.batch import distill_rays, learn_rays, teach_rays
-from fieldkit.distill.convert import BLANK_HEAD_WARMUP, STUDENT_WARMUP
+from fieldkit.distill.convert import WARMUP
 from fieldkit.distill.evaluation import compare_to_teacher
 from fieldkit.distill.projection import project_onto_voxels
 from fieldkit.distill.sampling import BoxRig, OrbitRig, choose_rig
@@ -324,9 +324,9 @@ def test_mlp_students_and_blank_colour_heads_warm_up_by_default(teachers, tmp_pa
         return Converter(teachers[teacher], student, tmp_path / f"{teacher}-{student}-{len(config)}",
                          dataclasses.replace(FAST_CONVERT, **config)).warmup
 
-    assert default_warmup("hashgrid", "mlp") == STUDENT_WARMUP["mlp"] > 0
-    assert default_warmup("voxels", "tensorf-vm") == default_warmup("voxels", "hashgrid") == BLANK_HEAD_WARMUP > 0
-    assert default_warmup("hashgrid", "tensorf-vm", inherit_colour_head=False) == BLANK_HEAD_WARMUP
+    assert default_warmup("hashgrid", "mlp") == WARMUP > 0
+    assert default_warmup("voxels", "tensorf-vm") == default_warmup("voxels", "hashgrid") == WARMUP
+    assert default_warmup("hashgrid", "tensorf-vm", inherit_colour_head=False) == WARMUP
     # a grid student that inherits its teacher's head, and a voxel student (no head), start at full rate
     assert default_warmup("hashgrid", "tensorf-vm") == default_warmup("hashgrid", "voxels") == 0.0
 

@@ -62,7 +62,7 @@ TEACHER_RAYS = 4096
 # head starts blank (the voxel teacher has none to hand over) lost units of that head the same
 # way and then collapsed in its last steps (voxels -> tensorf-vm, 1800 steps: batch PSNR 39 until
 # step 1650, 31 at the end, -2.41 dB, 11 of 64 head units dead; warmed up: -0.88, 1 dead)
-STUDENT_WARMUP, BLANK_HEAD_WARMUP = {"mlp": 0.12}, 0.12
+WARMUP = 0.12
 
 
 class Converter(ResumableRun):
@@ -100,8 +100,7 @@ class Converter(ResumableRun):
         self.optimizer = torch.optim.Adam(groups, eps=1e-15, fused=True)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         blank_head = isinstance(self.student.field, GeometryVectorField) and not inherited
-        self.warmup = config.warmup if config.warmup >= 0 else \
-            STUDENT_WARMUP.get(architecture, BLANK_HEAD_WARMUP if blank_head else 0.0)
+        self.warmup = config.warmup if config.warmup >= 0 else WARMUP if architecture == "mlp" or blank_head else 0.0
         self.generator = torch.Generator().manual_seed(config.seed)
         splat_teacher = isinstance(self.teacher, SplatTeacher)
         self.point_focus = config.point_focus or STUDENT_POINT_FOCUS.get(architecture, POINT_FOCUS)
