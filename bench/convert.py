@@ -33,13 +33,8 @@ from fieldkit.data import load_dataset
 from fieldkit.distill import ConvertConfig, Converter
 from fieldkit.distill.step_budget import default_steps
 from fieldkit.fields import ARCHITECTURES
-from fieldkit.train import (
-    TrainConfig,
-    Trainer,
-    evaluate,
-    first_time_reaching,
-    probe_views,
-)
+from fieldkit.fitting import TrainConfig, evaluate, first_time_reaching, probe_views
+from fieldkit.train import Trainer
 
 
 def teacher_path(directory: Path, architecture: str, steps: int = 0) -> Path:

@@ -36,7 +36,8 @@ from fieldkit.distill import ConvertConfig, make_converter
 from fieldkit.gaussians.trainer import SplatTrainer
 from fieldkit.render import splat_composite
 from fieldkit.render.splats import covariances, project, rasterize
-from fieldkit.train import TrainConfig, Trainer, first_time_reaching
+from fieldkit.fitting import TrainConfig, first_time_reaching
+from fieldkit.train import Trainer
 
 TARGET_PSNR = 27.0
 TILE = 16

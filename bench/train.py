@@ -19,7 +19,8 @@ import torch
 from fieldkit.atomic import write_text
 from fieldkit.fields import ARCHITECTURES
 from fieldkit.scenes import DEFAULT_SCENE, names
-from fieldkit.train import TrainConfig, Trainer, first_time_reaching
+from fieldkit.fitting import TrainConfig, first_time_reaching
+from fieldkit.train import Trainer
 
 TARGETS = (25.0, 28.0)
 

@@ -13,6 +13,8 @@ import torch
 from torch import Tensor
 
 UNDISTORT_ITERATIONS = 10
+FIELD_OF_VIEW = 0.6911112070083618
+"""Horizontal field of view (radians) of every camera fieldkit places itself: NeRF-Synthetic's."""
 
 
 @dataclass
@@ -177,14 +179,28 @@ def look_at(eye: Tensor, target: Tensor, up: Tensor | None = None) -> Tensor:
     return c2w
 
 
-def orbit_poses(count: int, radius: float, elevation_degrees: float = 30.0, center=(0.0, 0.0, 0.0)) -> Tensor:
-    """A turntable of `count` c2w poses [count, 4, 4] around `center`, z up (Blender)."""
-    azimuth = torch.arange(count, dtype=torch.float32) * (2 * math.pi / count)
-    elevation = math.radians(elevation_degrees)
-    center = torch.as_tensor(center, dtype=torch.float32)
-    eye = torch.stack([
-        radius * math.cos(elevation) * torch.cos(azimuth),
-        radius * math.cos(elevation) * torch.sin(azimuth),
-        torch.full_like(azimuth, radius * math.sin(elevation)),
-    ], dim=-1) + center
-    return look_at(eye, center)
+def orbit_eyes(azimuth_degrees: Tensor, elevation_degrees: Tensor, distance: float, target=(0.0, 0.0, 0.0)) -> Tensor:
+    """Camera positions [C, 3] on a sphere of radius `distance` around `target`, z up (Blender);
+    azimuth 0 lies on +x, the front of fieldkit's objects."""
+    azimuth, elevation = torch.deg2rad(torch.as_tensor(azimuth_degrees, dtype=torch.float32)), \
+        torch.deg2rad(torch.as_tensor(elevation_degrees, dtype=torch.float32))
+    azimuth, elevation = torch.broadcast_tensors(azimuth, elevation)
+    direction = torch.stack([elevation.cos() * azimuth.cos(), elevation.cos() * azimuth.sin(), elevation.sin()], -1)
+    return distance * direction + torch.as_tensor(target, dtype=torch.float32)
+
+
+def orbit_cameras(azimuth_degrees: Tensor, elevation_degrees: Tensor, distance: float, resolution: int,
+                  target=(0.0, 0.0, 0.0), fov: float = FIELD_OF_VIEW) -> Cameras:
+    """Square cameras at `orbit_eyes` looking at `target`: every orbit and turntable fieldkit renders."""
+    eyes = orbit_eyes(azimuth_degrees, elevation_degrees, distance, target)
+    return Cameras.from_fov(look_at(eyes, torch.as_tensor(target, dtype=torch.float32)), resolution, resolution, fov)
+
+
+def turntable_azimuths(count: int) -> Tensor:
+    """`count` azimuths [count] in degrees, evenly around, starting at the front."""
+    return torch.arange(count, dtype=torch.float32) * (360.0 / count)
+
+
+def framing_distance(aabb: Tensor, fov: float = FIELD_OF_VIEW) -> float:
+    """How far from the centre of `aabb` a camera keeps the whole box in view from any side."""
+    return float((aabb[1] - aabb[0]).norm()) / 2 / math.sin(fov / 2)

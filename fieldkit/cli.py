@@ -3,52 +3,19 @@ generated from their fields, with each field's docstring as help."""
 from __future__ import annotations
 
 import argparse
-import ast
-import dataclasses
-import importlib
-import inspect
 import json
 import sys
 import warnings
 from pathlib import Path
 
 from fieldkit.errors import FieldkitError
+from fieldkit.options import add_dataclass_options, dataclass_from_args
+from fieldkit.generate.commands import add_verbs as add_generate_verb
+from fieldkit.prior.commands import add_verbs as add_prior_verbs
 from fieldkit.viewer.commands import add_live_options, live_view
+from fieldkit.viewer.commands import add_verbs as add_view_verb
 
 EXIT_INTERRUPTED = 130
-VERB_MODULES = ("fieldkit.prior.commands", "fieldkit.viewer.commands", "fieldkit.generate.commands")
-"""Modules that add their own verbs with `add_verbs(subparsers)`; they import heavy libraries
-only inside the verb, so `fieldkit --help` stays fast."""
-
-
-def _field_docs(cls) -> dict[str, str]:
-    """Attribute docstrings (the string literal under each dataclass field)."""
-    try:
-        tree = ast.parse(inspect.getsource(cls))
-    except (OSError, TypeError):
-        return {}
-    docs, body = {}, tree.body[0].body
-    for node, following in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
-            docs[node.target.id] = str(following.value.value)
-    return docs
-
-
-def add_dataclass_options(parser: argparse.ArgumentParser, cls) -> None:
-    docs = _field_docs(cls)
-    for field in dataclasses.fields(cls):
-        flag = "--" + field.name.replace("_", "-")
-        if isinstance(field.default, bool):
-            # a switch: argparse would read the string "False" as true
-            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=field.default,
-                                help=docs.get(field.name, ""))
-            continue
-        parser.add_argument(flag, dest=field.name, type=type(field.default), default=field.default,
-                            help=f"{docs.get(field.name, '')} (default: {field.default})")
-
-
-def dataclass_from_args(cls, args: argparse.Namespace):
-    return cls(**{field.name: getattr(args, field.name) for field in dataclasses.fields(cls) if hasattr(args, field.name)})
 
 
 def _parse_overrides(pairs: list[str]) -> dict:
@@ -64,7 +31,8 @@ def _parse_overrides(pairs: list[str]) -> dict:
 # -- verbs ---------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
-    from fieldkit.train import TrainConfig, make_trainer
+    from fieldkit.fitting import TrainConfig
+    from fieldkit.train import make_trainer
 
     trainer = make_trainer(args.source, args.arch, args.out, dataclass_from_args(TrainConfig, args),
                            _parse_overrides(args.set))
@@ -112,7 +80,7 @@ def cmd_render(args) -> int:
 
 def cmd_info(args) -> int:
     from fieldkit.gaussians import is_splat_file
-    from fieldkit.io import read_tensors
+    from fieldkit.asset_file import read_tensors
 
     if is_splat_file(args.asset):
         return _splats_info(args)
@@ -173,7 +141,7 @@ def _add_run_options(parser: argparse.ArgumentParser, config_class, set_help: st
 def build_parser() -> argparse.ArgumentParser:
     from fieldkit.distill import ConvertConfig
     from fieldkit.fields import ARCHITECTURES
-    from fieldkit.train import TrainConfig
+    from fieldkit.fitting import TrainConfig
 
     parser = argparse.ArgumentParser(prog="fieldkit", description="Convert, generate, train and view 3D fields.")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -214,8 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     scene.add_argument("--test-views", type=int, default=20)
     scene.add_argument("--seed", type=int, default=0)
     scene.set_defaults(run=cmd_scenes)
-    for module in VERB_MODULES:
-        importlib.import_module(module).add_verbs(verbs)
+    # verbs whose modules import their heavy libraries only when run, so `fieldkit --help` stays fast
+    add_generate_verb(verbs)  # generate
+    add_view_verb(verbs)  # view
+    add_prior_verbs(verbs)  # prior train|sample|export, eval-prompt
     return parser
 
 

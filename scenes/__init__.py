@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fieldkit.cameras import Cameras, look_at
+from fieldkit.cameras import Cameras, look_at, orbit_eyes
 from fieldkit.errors import FieldkitError
 from fieldkit.progress import progress_bar
 
@@ -70,10 +70,8 @@ def sample_poses(count: int, generator: torch.Generator) -> torch.Tensor:
     """
     azimuth_draw, height_draw = torch.rand(count, 2, generator=generator).unbind(-1)  # [count] each
     low, high = (math.sin(math.radians(angle)) for angle in ELEVATION_DEGREES)
-    azimuth = azimuth_draw * 2 * math.pi
-    height = low + height_draw * (high - low)  # sine of the elevation
-    ground = (1 - height**2).sqrt()
-    eye = CAMERA_DISTANCE * torch.stack([ground * torch.cos(azimuth), ground * torch.sin(azimuth), height], dim=-1)
+    elevation = torch.rad2deg(torch.asin(low + height_draw * (high - low)))
+    eye = orbit_eyes(azimuth_draw * 360, elevation, CAMERA_DISTANCE)
     return look_at(eye, torch.zeros(3))
 
 

@@ -6,19 +6,17 @@ objects fill most of a small image, on the plain white background that generatio
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from fieldkit.cameras import Cameras, look_at
+from fieldkit.cameras import Cameras
 
 from .materials import Material, constant
 from .sdf import SDF, box, cone, cylinder, pyramid, rotation, sphere, torus
 from .tracer import Part, Scene, render_rgba
 
-FIELD_OF_VIEW_DEGREES = 40.0
 CAMERA_DISTANCE = 2.3
 ELEVATION_DEGREES = (0.0, 40.0)
 SCALES = {"small": 0.7, "large": 1.0}
@@ -65,14 +63,6 @@ def object_scene(pieces: list[Piece]) -> Scene:
                           rotation("z", piece.turn_degrees)))
         base += SHAPE_HEIGHTS[piece.shape] * piece.scale
     return Scene("procedural object", tuple(parts), ambient=AMBIENT)
-
-
-def orbit_cameras(azimuth_degrees: Tensor, elevation_degrees: Tensor, resolution: int) -> Cameras:
-    """Cameras at CAMERA_DISTANCE looking at the origin; azimuth 0 is the object's front (+x)."""
-    azimuth, elevation = torch.deg2rad(azimuth_degrees), torch.deg2rad(elevation_degrees)
-    eye = CAMERA_DISTANCE * torch.stack([elevation.cos() * azimuth.cos(), elevation.cos() * azimuth.sin(),
-                                         elevation.sin()], dim=-1)  # [C, 3]
-    return Cameras.from_fov(look_at(eye, torch.zeros(3)), resolution, resolution, math.radians(FIELD_OF_VIEW_DEGREES))
 
 
 def render_views(scene: Scene, cameras: Cameras, samples_per_axis: int = 2) -> Tensor:

@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from fieldkit import scenes  # noqa: E402
-from fieldkit.train import TrainConfig  # noqa: E402
+from fieldkit.fitting import TrainConfig  # noqa: E402
 
 torch.set_num_threads(int(os.environ.get("FIELDKIT_TEST_THREADS", "1")))
 

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 import fieldkit.scenes
-from fieldkit.cameras import look_at, orbit_poses
+from fieldkit.cameras import look_at, orbit_eyes, turntable_azimuths
 from fieldkit.data import load_cameras, load_dataset, resolve_source
 from fieldkit.errors import FieldkitError
 
@@ -29,7 +29,8 @@ def uniform(width: int, height: int, colour) -> np.ndarray:  # [H, W, len(colour
 
 
 def ring_poses(count: int, radius: float = 4.0, center=(0.0, 0.0, 0.0)) -> list:
-    return orbit_poses(count, radius, elevation_degrees=25.0, center=center).tolist()
+    eyes = orbit_eyes(turntable_azimuths(count), torch.tensor(25.0), radius, center)
+    return look_at(eyes, torch.tensor(center, dtype=torch.float32)).tolist()
 
 
 def rgba_pattern(seed: int) -> np.ndarray:  # [4, 5, 4]: known colours and alphas, including 0 and 255

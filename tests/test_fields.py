@@ -13,7 +13,8 @@ from fieldkit.fields.base import GEOMETRY_FEATURES, GeometryVectorField
 from fieldkit.fields.encodings import HashEncoding
 from fieldkit.fields.tensorf import _sample_lines
 from fieldkit.metrics import psnr
-from fieldkit.train import Trainer, evaluate
+from fieldkit.fitting import evaluate
+from fieldkit.train import Trainer
 
 AABB = torch.tensor([[-1.0, -0.5, -2.0], [1.0, 1.5, 0.0]])
 

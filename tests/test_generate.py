@@ -11,7 +11,7 @@ from fieldkit.cli import main
 from fieldkit.generate.api import generate
 from fieldkit.generate.config import GenerateConfig
 from fieldkit.guidance.prior import load_prior
-from fieldkit.io import read_tensors
+from fieldkit.asset_file import read_tensors
 
 FAST = dict(steps=4, resolution=16, turntable_frames=3, turntable_resolution=16, preview_every=2)
 FAST_FLAGS = ["--steps", "4", "--resolution", "16", "--turntable-frames", "3", "--turntable-resolution", "16"]

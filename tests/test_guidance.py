@@ -84,12 +84,13 @@ def _small_splats(count: int = 200):
 
 
 def test_sds_step_through_a_stable_diffusion_pipeline_reaches_the_splats(sd_directory):
-    from fieldkit.scenes.objects import orbit_cameras
+    from fieldkit.cameras import orbit_cameras
+    from fieldkit.scenes.objects import CAMERA_DISTANCE
 
     prior = load_prior(str(sd_directory))
     assert prior.vae is not None and prior.closed_vocabulary is None and prior.resolution == 16
     splats = _small_splats()
-    cameras = orbit_cameras(torch.tensor([0.0, 120.0]), torch.tensor([10.0, 30.0]), 24)
+    cameras = orbit_cameras(torch.tensor([0.0, 120.0]), torch.tensor([10.0, 30.0]), CAMERA_DISTANCE, 24)
     images = splats.render(cameras).rgb.permute(0, 3, 1, 2)  # [2, 3, 24, 24], resized to 16 by the prior
     condition = PromptProcessor.build(prior, "a red cube").condition(torch.tensor([0.0, 120.0]), torch.tensor([10.0, 30.0]))
     timesteps = torch.tensor([500, 700])

@@ -13,11 +13,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import fieldkit
-import fieldkit.io
+import fieldkit.asset_file
 from fieldkit.cameras import Cameras, look_at
 from fieldkit.errors import FieldkitError
 from fieldkit.fields import ARCHITECTURES, make_config, make_field
-from fieldkit.io import FORMAT_VERSION, HEADER_KEY, field_from_header, save_field
+from fieldkit.asset_file import FORMAT_VERSION, HEADER_KEY
+from fieldkit.io import field_from_header, save_field
 from fieldkit.radiance import RadianceField
 from fieldkit.render.occupancy import OccupancyGrid
 
@@ -187,7 +188,7 @@ def failing_save(tensors, filename, metadata=None):
 def test_a_failed_write_leaves_nothing_behind(small_fields, tmp_path, monkeypatch):
     folder = tmp_path / "assets"
     folder.mkdir()
-    monkeypatch.setattr(fieldkit.io, "save_file", failing_save)
+    monkeypatch.setattr(fieldkit.asset_file, "save_file", failing_save)
     with pytest.raises(OSError):
         save_field(random_model("voxels", small_fields["voxels"]), folder / "asset.safetensors")
     assert list(folder.iterdir()) == []
@@ -197,7 +198,7 @@ def test_a_failed_overwrite_keeps_the_old_asset(small_fields, tmp_path, monkeypa
     path = tmp_path / "asset.safetensors"
     save_field(random_model("voxels", small_fields["voxels"]), path)
     before = path.read_bytes()
-    monkeypatch.setattr(fieldkit.io, "save_file", failing_save)
+    monkeypatch.setattr(fieldkit.asset_file, "save_file", failing_save)
     with pytest.raises(OSError):
         save_field(random_model("voxels", small_fields["voxels"], seed=1), path)
     assert path.read_bytes() == before

@@ -97,12 +97,13 @@ def test_an_interrupted_prior_run_exports_and_resumes(tmp_path, monkeypatch):
 
 def test_eval_prompt_scores_images_and_rejects_bad_prompts(tmp_path, capsys):
     from fieldkit.images import write_png
-    from fieldkit.scenes.objects import Piece, object_scene, orbit_cameras, render_views
+    from fieldkit.cameras import orbit_cameras
+    from fieldkit.scenes.objects import CAMERA_DISTANCE, Piece, object_scene, render_views
 
     from fieldkit.prior.vocabulary import COLOURS
 
     views = render_views(object_scene([Piece("torus", COLOURS["yellow"], 1.0)]),
-                         orbit_cameras(torch.tensor([0.0, 90.0, 200.0]), torch.tensor([10.0, 20.0, 30.0]), 64))
+                         orbit_cameras(torch.tensor([0.0, 90.0, 200.0]), torch.tensor([10.0, 20.0, 30.0]), CAMERA_DISTANCE, 64))
     for index, image in enumerate(views):
         write_png(tmp_path / f"view_{index}.png", image)
     assert evaluate_path(tmp_path, "a yellow torus")["fidelity"] == 1.0

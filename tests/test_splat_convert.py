@@ -19,7 +19,7 @@ from fieldkit.distill.step_budget import SPLAT_TEACHER_STEPS
 from fieldkit.distill.student import load_teacher
 from fieldkit.gaussians import Splats
 from fieldkit.gaussians.density import bake_splats
-from fieldkit.gaussians.from_field import splats_from_field
+from fieldkit.distill.to_splats import splats_from_field
 from fieldkit.gaussians.initialise import random_points, splats_from_points
 from fieldkit.metrics import psnr
 from fieldkit.radiance import RadianceField

@@ -22,7 +22,7 @@ from fieldkit.gaussians.densify import (
 )
 from fieldkit.gaussians.model import PARAMETER_NAMES
 from fieldkit.gaussians.trainer import SplatTrainer
-from fieldkit.train import TrainConfig, evaluate
+from fieldkit.fitting import TrainConfig, evaluate
 
 
 def make_splats(count: int, log_scale: float = math.log(0.001), opacity: float = 0.5) -> Splats:
@@ -164,7 +164,7 @@ def test_the_asset_round_trips_through_fieldkit_load(tmp_path):
 
 
 def test_an_asset_missing_a_tensor_is_one_clear_error(tmp_path):
-    from fieldkit.io import read_tensors, write_tensors
+    from fieldkit.asset_file import read_tensors, write_tensors
 
     save_splats_asset(make_splats(2), tmp_path / "s.safetensors")
     tensors, header = read_tensors(tmp_path / "s.safetensors")

@@ -13,7 +13,7 @@ from pathlib import Path
 import imageio.v2 as imageio
 import numpy as np
 
-from fieldkit.rendering import orbit_cameras
+from fieldkit.rendering import turntable_around
 
 from .cameras import view_from_camera
 from .scene import View, ViewScene
@@ -43,7 +43,7 @@ def screenshot_png(client, scene: ViewScene) -> bytes:
 
 def orbit_frames(client, scene: ViewScene, count: int, rows: int) -> list[np.ndarray]:
     """N views on a turntable around every asset."""
-    cameras = orbit_cameras(scene.aabb, count, rows)
+    cameras = turntable_around(scene.aabb, count, rows)
     views = [view_from_camera(cameras, index) for index in range(count)]
     return [picture(client, scene, View(tuple(view["wxyz"]), tuple(view["position"]), view["fov"], view["aspect"]),
                     rows) for view in views]

@@ -19,6 +19,7 @@ from fieldkit.distill.sources import ActiveShares, RayBatch, RenderedRays, RigRa
 from fieldkit.distill.splat_teacher import SplatTeacher
 from fieldkit.distill.stages import shared_stages
 from fieldkit.distill.step_budget import default_steps, default_time_limit
+from fieldkit.distill.to_splats import SplatDistiller
 from fieldkit.distill.student import (
     inherit_colour_head,
     load_teacher,
@@ -32,7 +33,8 @@ from fieldkit.fields import ARCHITECTURES, field_class
 from fieldkit.fields.base import GeometryVectorField
 from fieldkit.fields.voxels import VoxelField
 from fieldkit.metrics import mse_to_psnr
-from fieldkit.train import ResumableRun, RunDirectory, evaluate
+from fieldkit.fitting import evaluate
+from fieldkit.runs import ResumableRun, RunDirectory
 
 # default learning-rate multiples (measured at 900 steps): a blank student gained 0.3-1.0 dB at
 # twice its training rates; a projected voxel student 0.2-0.3 dB at a quarter of them, against 1x
@@ -236,9 +238,5 @@ def make_converter(teacher_path: str | Path, architecture: str, out: str | Path,
         if config.max_seconds:
             raise FieldkitError("--max-seconds is for field students: a splat student's densification follows "
                                 "its steps; give --steps instead")
-        from fieldkit.gaussians.from_field import (
-            SplatDistiller,  # it imports this package: import it late
-        )
-
         return SplatDistiller(teacher_path, out, config, overrides, log)
     return Converter(teacher_path, architecture, out, config, overrides, log)

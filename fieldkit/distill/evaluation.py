@@ -10,7 +10,7 @@ from fieldkit.errors import FieldkitError
 from fieldkit.metrics import psnr
 from fieldkit.radiance import RadianceField
 from fieldkit.render.volume import march
-from fieldkit.rendering import orbit_cameras
+from fieldkit.rendering import turntable_around
 
 
 @torch.no_grad()
@@ -28,7 +28,7 @@ def compare_to_teacher(teacher: RadianceField, student: RadianceField, views: in
     """psnr_vs_teacher over `cameras`, by default a turntable of `views` at `resolution` (never a
     training camera: those are random), and the RMS log-density difference at the teacher's
     visible samples of the first view."""
-    cameras = orbit_cameras(teacher.aabb, views, resolution) if cameras is None else cameras
+    cameras = turntable_around(teacher.aabb, views, resolution) if cameras is None else cameras
     origins, directions = cameras.image_rays(0)
     points = march(teacher.field.log_density, teacher.grid, origins, directions, teacher.step_size).points  # [M, 3]
     error = (student.field.log_density(points) - teacher.field.log_density(points)).square().mean()

@@ -9,15 +9,13 @@ with small perturbations whatever the rig (PVD-AL's image level).
 """
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import Tensor
 
-from fieldkit.cameras import Cameras, look_at
+from fieldkit.cameras import FIELD_OF_VIEW, Cameras, framing_distance, look_at
 from fieldkit.data import load_cameras, resolve_source
 from fieldkit.errors import FieldkitError
-from fieldkit.rendering import ORBIT_FOV
 
 RIGS = ("sphere", "hemisphere", "box")
 # a dataset whose cameras all look this much the same way is forward-facing (an orbit's
@@ -31,7 +29,7 @@ class CameraRig:
 
     name: str  # the rig's name, as --rig spells it
 
-    def __init__(self, size: float, resolution: int = 128, fov: float = ORBIT_FOV):
+    def __init__(self, size: float, resolution: int = 128, fov: float = FIELD_OF_VIEW):
         self.size = size  # the rig's length scale: perturbations are fractions of it
         self.resolution, self.fov = resolution, fov
 
@@ -56,10 +54,10 @@ class OrbitRig(CameraRig):
     """Cameras at `radius` around the box's centre, looking at it, with a field of view that keeps
     the whole box in sight; `upper_only` keeps them above the centre (z up)."""
 
-    def __init__(self, aabb: Tensor, upper_only: bool, resolution: int = 128, fov: float = ORBIT_FOV):
+    def __init__(self, aabb: Tensor, upper_only: bool, resolution: int = 128, fov: float = FIELD_OF_VIEW):
         self.centre = (aabb[0] + aabb[1]) / 2  # [3]
         # the box's bounding sphere fits the view from this distance
-        self.radius = float((aabb[1] - aabb[0]).norm()) / 2 / math.sin(fov / 2)
+        self.radius = framing_distance(aabb, fov)
         self.upper_only = upper_only
         super().__init__(self.radius, resolution, fov)
 
@@ -80,7 +78,7 @@ class BoxRig(CameraRig):
     each looking along the viewing direction of a random dataset camera, slightly jittered."""
 
     def __init__(self, positions: Tensor, forwards: Tensor, focus: float, resolution: int = 128,
-                 fov: float = ORBIT_FOV, direction_jitter: float = 0.05):
+                 fov: float = FIELD_OF_VIEW, direction_jitter: float = 0.05):
         low, high = positions.amin(dim=0), positions.amax(dim=0)
         margin = BOX_MARGIN * (high - low).clamp(min=1e-3 * focus)
         self.low, self.high = low - margin, high + margin  # [3] each

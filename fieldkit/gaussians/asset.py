@@ -11,7 +11,7 @@ import torch
 
 from fieldkit.errors import FieldkitError
 from fieldkit.gaussians.model import PARAMETER_NAMES, Splats
-from fieldkit.io import FORMAT_VERSION, write_tensors
+from fieldkit.asset_file import FORMAT_VERSION, write_tensors
 
 
 def splats_header(splats: Splats) -> dict:

@@ -33,17 +33,10 @@ from fieldkit.gaussians.densify import (
 from fieldkit.gaussians.initialise import random_points, splats_from_points
 from fieldkit.gaussians.model import MAX_SH_DEGREE, PARAMETER_NAMES, Splats
 from fieldkit.gaussians.ply import read_point_cloud, write_ply
-from fieldkit.io import read_tensors, write_tensors
+from fieldkit.asset_file import read_tensors, write_tensors
 from fieldkit.metrics import structural_similarity
-from fieldkit.train import (
-    CHECKPOINT_NAME,
-    RunDirectory,
-    TrainConfig,
-    Trainer,
-    evaluate,
-    load_optimizer_tensors,
-    optimizer_tensors,
-)
+from fieldkit.fitting import PhotoRun, TrainConfig, evaluate
+from fieldkit.runs import CHECKPOINT_NAME, RunDirectory, load_optimizer_tensors, optimizer_tensors
 
 ASSET_NAME = "splats.safetensors"
 PLY_NAME = "splats.ply"
@@ -100,8 +93,8 @@ def scene_extent(camera_positions: torch.Tensor) -> float:  # [C, 3]
     return EXTENT_MARGIN * float((camera_positions - centre).norm(dim=-1).max())
 
 
-class SplatTrainer(Trainer):
-    """Trains splats with `Trainer.run_training`'s loop; TrainConfig's ray-marching and
+class SplatTrainer(PhotoRun):
+    """Trains splats with `PhotoRun.run_training`'s loop; TrainConfig's ray-marching and
     occupancy settings (batch_rays, samples_per_diagonal, occupancy_*, preset) do not apply."""
 
     asset_name = ASSET_NAME

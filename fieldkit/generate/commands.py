@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from fieldkit.errors import FieldkitError
+from fieldkit.options import add_dataclass_options, dataclass_from_args
 
 
 def read_prompts(path: str) -> list[str]:
@@ -44,7 +45,6 @@ def _quiet_model_loading() -> None:
 
 
 def cmd_generate(args) -> int:
-    from fieldkit.cli import dataclass_from_args
     from fieldkit.guidance.prior import load_prior
 
     from .api import make_run
@@ -82,7 +82,6 @@ def _with_live_view(run, prompt: str) -> dict:
 
 
 def add_verbs(verbs: argparse._SubParsersAction) -> None:
-    from fieldkit.cli import add_dataclass_options
 
     from .config import GenerateConfig
 

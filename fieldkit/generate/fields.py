@@ -13,7 +13,7 @@ from fieldkit.generate.run import GenerationRun
 from fieldkit.generate.shading import Renders
 from fieldkit.radiance import RadianceField
 from fieldkit.render.occupancy import OccupancyGrid
-from fieldkit.train import ASSET_NAME
+from fieldkit.runs import ASSET_NAME
 
 HALF_EXTENT = 0.75
 """The box [-0.75, 0.75]^3 holds the prior's objects (within about 0.55 of the origin) with margin."""

@@ -27,8 +27,8 @@ from fieldkit.generate.views import random_views
 from fieldkit.guidance.base import Guidance
 from fieldkit.guidance.prior import Prior
 from fieldkit.guidance.prompts import PromptProcessor
-from fieldkit.io import read_tensors, write_tensors
-from fieldkit.train import CHECKPOINT_NAME, ResumableRun, RunDirectory
+from fieldkit.asset_file import read_tensors, write_tensors
+from fieldkit.runs import CHECKPOINT_NAME, ResumableRun, RunDirectory
 
 GUIDANCE_CHECKPOINT_NAME = "guidance_checkpoint.safetensors"
 PREVIEW_NAME = "preview.png"

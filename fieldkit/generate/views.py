@@ -1,5 +1,5 @@
 """The cameras and backgrounds that generation renders: the built-in prior's own view
-distribution (scenes.objects: distance 2.3, 40 degree field of view, elevation 0-40 degrees,
+distribution (scenes.objects: distance 2.3, fieldkit's field of view, elevation 0-40 degrees,
 looking at the origin), so renders look like what the prior was trained on.
 Dimension letters: B views.
 """
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from fieldkit.cameras import Cameras
-from fieldkit.scenes.objects import ELEVATION_DEGREES, orbit_cameras
+from fieldkit.cameras import Cameras, orbit_cameras, turntable_azimuths
+from fieldkit.scenes.objects import CAMERA_DISTANCE, ELEVATION_DEGREES
 
 TURNTABLE_ELEVATION = 20.0
 WHITE = (1.0, 1.0, 1.0)
@@ -33,12 +33,12 @@ def random_views(count: int, resolution: int, random_background: float, generato
     colours = torch.rand(count, 3, generator=generator)
     on_colour = torch.rand(count, generator=generator) < random_background
     background = torch.where(on_colour[:, None], colours, torch.tensor(WHITE))
-    return Views(orbit_cameras(azimuth, elevation, resolution), azimuth, elevation, background)
+    return Views(orbit_cameras(azimuth, elevation, CAMERA_DISTANCE, resolution), azimuth, elevation, background)
 
 
 def turntable_views(count: int, resolution: int, elevation: float = TURNTABLE_ELEVATION) -> Views:
     """`count` views evenly around the object on white, starting at the front."""
-    azimuth = torch.arange(count, dtype=torch.float32) * (360 / count)
+    azimuth = turntable_azimuths(count)
     elevation = torch.full((count,), elevation)
-    return Views(orbit_cameras(azimuth, elevation, resolution), azimuth, elevation,
+    return Views(orbit_cameras(azimuth, elevation, CAMERA_DISTANCE, resolution), azimuth, elevation,
                  torch.tensor(WHITE).expand(count, 3))

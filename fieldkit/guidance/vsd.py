@@ -72,13 +72,13 @@ class VSD(Guidance):
                               {"lora_loss": sum(losses) / len(losses), "lora_ratio": sum(ratios) / len(ratios)})
 
     def state_tensors(self) -> dict[str, Tensor]:
-        from fieldkit.train import optimizer_tensors
+        from fieldkit.runs import optimizer_tensors
 
         return {f"lora.{name}": parameter for name, parameter in self.parameters.items()} | \
             {f"lora_{name}": value for name, value in optimizer_tensors(self.optimizer).items()}
 
     def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
-        from fieldkit.train import load_optimizer_tensors
+        from fieldkit.runs import load_optimizer_tensors
 
         with torch.no_grad():
             for name, parameter in self.parameters.items():

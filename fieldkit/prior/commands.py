@@ -5,10 +5,10 @@ import argparse
 import json
 from pathlib import Path
 
+from fieldkit.options import add_dataclass_options, dataclass_from_args
+
 
 def cmd_prior_train(args) -> int:
-    from fieldkit.cli import dataclass_from_args
-
     from .training import PriorTrainConfig, PriorTrainer
 
     metrics = PriorTrainer(args.out, dataclass_from_args(PriorTrainConfig, args)).finish()
@@ -53,7 +53,6 @@ def cmd_eval_prompt(args) -> int:
 
 
 def add_verbs(verbs: argparse._SubParsersAction) -> None:
-    from fieldkit.cli import add_dataclass_options
 
     from .sampling import DEFAULT_GUIDANCE_SCALE, DEFAULT_SAMPLING_STEPS
     from .training import PriorTrainConfig

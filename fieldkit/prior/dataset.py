@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from fieldkit.scenes.objects import SCALES, Piece, object_scene, orbit_cameras, render_views
+from fieldkit.cameras import orbit_cameras
+from fieldkit.scenes.objects import CAMERA_DISTANCE, SCALES, Piece, object_scene, render_views
 
 from .vocabulary import COLOURS, SHAPES, SIZES, composition_caption, single_caption
 
@@ -58,7 +59,7 @@ def _render_scene(pieces: list[Piece], views: int, resolution: int, generator: t
     """`views` random views of one scene -> (images [V, 3, H, W], azimuths [V], elevations [V])."""
     azimuth = torch.rand(views, generator=generator) * 360 - 180
     elevation = torch.rand(views, generator=generator) * 40
-    images = render_views(object_scene(pieces), orbit_cameras(azimuth, elevation, resolution))
+    images = render_views(object_scene(pieces), orbit_cameras(azimuth, elevation, CAMERA_DISTANCE, resolution))
     return images.permute(0, 3, 1, 2), azimuth, elevation
 
 

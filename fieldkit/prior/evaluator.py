@@ -15,7 +15,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from fieldkit.errors import FieldkitError
-from fieldkit.io import read_tensors, write_tensors
+from fieldkit.asset_file import read_tensors, write_tensors
 
 from .dataset import COLOUR_NAMES, ObjectImages, render_objects
 from .vocabulary import SHAPES, WORDS, normalise, parse_single

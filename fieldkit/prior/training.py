@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from fieldkit.errors import FieldkitError
-from fieldkit.io import read_tensors, write_tensors
-from fieldkit.train import CHECKPOINT_NAME, RUN_NAME, ResumableRun, RunDirectory, load_optimizer_tensors, optimizer_tensors
+from fieldkit.asset_file import read_tensors, write_tensors
+from fieldkit.runs import CHECKPOINT_NAME, RUN_NAME, ResumableRun, RunDirectory, load_optimizer_tensors, optimizer_tensors
 
 from .curve import write_curve_png
 from .dataset import caption, render_objects

@@ -26,7 +26,7 @@ from fieldkit.gaussians.initialise import splats_from_points
 from fieldkit.gaussians.model import Splats
 from fieldkit.gaussians.trainer import SplatTrainer
 from fieldkit.radiance import RadianceField
-from fieldkit.train import TrainConfig, evaluate
+from fieldkit.fitting import TrainConfig, evaluate
 
 CANDIDATES_PER_SPLAT = 8
 QUERY_CHUNK = 65536
