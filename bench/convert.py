@@ -31,17 +31,17 @@ from fieldkit.scenes import DEFAULT_SCENE
 from fieldkit.atomic import write_text
 from fieldkit.data import load_dataset
 from fieldkit.distill import ConvertConfig, Converter
-from fieldkit.distill.step_budget import default_steps
 from fieldkit.fields import ARCHITECTURES
 from fieldkit.fitting import TrainConfig, evaluate, first_time_reaching, probe_views
 from fieldkit.train import Trainer
+from provenance import measured
 
 
 def teacher_path(directory: Path, architecture: str, steps: int = 0) -> Path:
     """A teacher trained with `fieldkit train`'s defaults, or for `steps`, on the default scene
     (trained once)."""
     out = directory / (f"{architecture}-{steps}" if steps else architecture)
-    Trainer(DEFAULT_SCENE, architecture, out, TrainConfig(steps=steps)).run_training()
+    Trainer(DEFAULT_SCENE, architecture, out, TrainConfig(steps=steps or None)).run_training()
     return out / "field.safetensors"
 
 
@@ -50,7 +50,7 @@ def matrix_row(teachers: Path, teacher: str, student: str) -> dict:
         metrics = Converter(teacher_path(teachers, teacher), student, out, ConvertConfig()).run_conversion()
     return {"teacher": teacher, "student": student} | {key: metrics[key] for key in (
         "seconds", "steps", "planned_steps", "psnr_vs_teacher", "psnr_test", "teacher_psnr_test", "log_density_rmse",
-        "stages")}
+        "stages")} | {"threads": torch.get_num_threads(), "measured": measured()}
 
 
 class PSNRProbe:
@@ -104,7 +104,7 @@ def headline(teachers: Path, probe_every: int, steps: int, strong_teacher: str, 
         if name != "scratch":
             reached = run["seconds_to_scratch_psnr"]
             run["speedup"] = scratch_time / reached if reached else None
-    return {"target_psnr": target, "runs": runs}
+    return {"target_psnr": target, "runs": runs, "measured": measured()}
 
 
 def _figure(value, digits: int = 2) -> str:
@@ -135,8 +135,9 @@ def main() -> None:
     parser.add_argument("--skip-matrix", action="store_true")
     parser.add_argument("--skip-headline", action="store_true")
     parser.add_argument("--probe-every", type=int, default=50, help="steps between test probes in (b)")
-    parser.add_argument("--headline-steps", type=int, default=default_steps("hashgrid", "mlp"),
-                        help="distillation steps in (b) (default: convert's for hashgrid -> mlp)")
+    parser.add_argument("--headline-steps", type=int, default=4600,
+                        help="distillation steps of the hash-grid runs in (b): the same for both, so that active "
+                             "learning is compared at equal steps")
     parser.add_argument("--strong-teacher", default="tensorf-vm", choices=[*ARCHITECTURES, ""],
                         help="(b) also distils the MLP from this teacher ('' for none)")
     parser.add_argument("--strong-teacher-steps", type=int, default=4000,
@@ -149,7 +150,8 @@ def main() -> None:
     pairs = [tuple(pair.split(":")) for pair in args.pairs] if args.pairs else [
         (teacher, student) for teacher in ARCHITECTURES for student in ARCHITECTURES if teacher != student]
     results = {"machine": {"platform": platform.platform(), "torch": torch.__version__,
-                           "threads": torch.get_num_threads()}, "scene": DEFAULT_SCENE, "matrix": []}
+                           "threads": torch.get_num_threads()}, "measured": measured(), "scene": DEFAULT_SCENE,
+               "matrix": []}
 
     def save() -> None:
         write_text(args.out, json.dumps(results, indent=2))

@@ -27,6 +27,7 @@ from fieldkit.generate.api import generate
 from fieldkit.generate.config import GUIDANCES, REPRESENTATIONS, GenerateConfig
 from fieldkit.guidance.prior import Prior, load_prior
 from fieldkit.prior.vocabulary import single_prompts
+from provenance import measured
 
 
 def quality_rows(prior: Prior, reps: list[str], guidances: list[str], prompts: list[str], config: GenerateConfig,
@@ -40,7 +41,7 @@ def quality_rows(prior: Prior, reps: list[str], guidances: list[str], prompts: l
                 with tempfile.TemporaryDirectory() as out:
                     started = time.perf_counter()
                     metrics = generate(prompt, out, replace(config, rep=rep, guidance=guidance), prior)
-                    rows.append(metrics | {"wall_seconds": time.perf_counter() - started})
+                    rows.append(metrics | {"wall_seconds": time.perf_counter() - started, "measured": measured()})
                 print(f"{rep:<10} {guidance:<4} {prompt:<18} fidelity {metrics['fidelity']}  "
                       f"{rows[-1]['wall_seconds']:.0f} s", flush=True)
                 if on_row is not None:
@@ -55,7 +56,7 @@ def sharded(prompts: list[str], shard: str) -> list[str]:
 
 
 def summary(rows: list[dict]) -> list[dict]:
-    """Means per (representation, guidance)."""
+    """Means per (representation, guidance), measured when its latest run was."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["rep"], row["guidance"]), []).append(row)
@@ -68,7 +69,9 @@ def summary(rows: list[dict]) -> list[dict]:
              "steps": group[0]["steps"], "wall_seconds": mean(row["wall_seconds"] for row in group),
              "fidelity": mean(row["fidelity"] for row in group), "shape": mean(row["fidelity_shape"] for row in group),
              "colour": mean(row["fidelity_colour"] for row in group),
-             "saturation": mean(row["saturation"] for row in group)} for (rep, guidance), group in groups.items()]
+             "saturation": mean(row["saturation"] for row in group),
+             "measured": max((row["measured"] for row in group if "measured" in row), key=lambda entry: entry["date"],
+                             default=None)} for (rep, guidance), group in groups.items()]
 
 
 def _figure(value, digits: int = 3) -> str:
@@ -139,7 +142,7 @@ def sd_step_seconds(device: str, guidance: str, steps: int) -> dict:
             run.step += 1
             times.append(time.perf_counter() - started)
     return {"guidance": guidance, "device": device, "resolution": prior.resolution,
-            "seconds_per_step": sum(times[1:]) / steps, "warmup_seconds": times[0]}
+            "seconds_per_step": sum(times[1:]) / steps, "warmup_seconds": times[0], "measured": measured()}
 
 
 def main() -> None:
@@ -161,11 +164,11 @@ def main() -> None:
     args = parser.parse_args()
 
     results = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                           "torch": torch.__version__, "threads": torch.get_num_threads()}}
+                           "torch": torch.__version__, "threads": torch.get_num_threads()}, "measured": measured()}
     if args.merge:
         parts = [json.loads(Path(path).read_text()) for path in args.merge]
         rows = [row for part in parts for row in part["runs"]]
-        results = parts[0] | {"runs": rows, "summary": summary(rows), "merged_from": args.merge}
+        results = parts[0] | {"measured": measured(), "runs": rows, "summary": summary(rows), "merged_from": args.merge}
         print_table(results["summary"])
         write_text(args.out, json.dumps(results, indent=2))
         print(f"wrote {args.out}")

@@ -24,6 +24,7 @@ from fieldkit.prior.dataset import COLOUR_NAMES
 from fieldkit.prior.evaluator import load_evaluator, score_images
 from fieldkit.prior.sampling import DEFAULT_GUIDANCE_SCALE, sample_images
 from fieldkit.prior.vocabulary import SHAPES
+from provenance import measured
 
 LOAD_SNIPPET = """
 import time, torch
@@ -80,7 +81,8 @@ def main() -> None:
     loading = load_seconds(args.prior)
     print(f"import {loading['import_seconds']:.2f} s, from_pretrained {loading['load_seconds']:.2f} s")
     prior, evaluator = load_prior(args.prior), load_evaluator()
-    results = {"machine": platform.processor() or platform.machine(), "threads": 1, "samples_per_prompt": args.n,
+    results = {"machine": platform.processor() or platform.machine(), "measured": measured(), "threads": 1,
+               "samples_per_prompt": args.n,
                "guidance_scale": DEFAULT_GUIDANCE_SCALE} | loading
     for name, scale in (("default guidance", DEFAULT_GUIDANCE_SCALE), ("no guidance (baseline)", 1.0)):
         started = time.perf_counter()

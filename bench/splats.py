@@ -5,8 +5,7 @@
 
 (a) Rasterizer forward + backward time at 10k and 100k splats, 128 and 256 px, against a
     baseline in the same run: 3DGS's 16 px tiles composited in torch and differentiated by
-    autograd (fieldkit's previous rasterizer), on the same splats and camera, with the images
-    checked to agree.
+    autograd, on the same splats and camera, with the images checked to agree.
 (b) `fieldkit train --arch gaussians` at its defaults: test PSNR, seconds, and the seconds to
     first reach 27 dB (probed on four test views every 250 steps, probes not timed).
 (c) `fieldkit convert` at its defaults: the hash-grid teacher (trained with `fieldkit train`'s
@@ -38,6 +37,7 @@ from fieldkit.render import splat_composite
 from fieldkit.render.splats import covariances, project, rasterize
 from fieldkit.fitting import TrainConfig, first_time_reaching
 from fieldkit.train import Trainer
+from provenance import measured
 
 TARGET_PSNR = 27.0
 TILE = 16
@@ -146,7 +146,7 @@ def rasterizer_rows() -> list[dict]:
                 lambda scene=scene, camera=camera, background=background: tile_baseline(scene, camera, background))
             rows.append({"splats": count, "pixels": size, "seconds": fieldkit_seconds,
                          "baseline_seconds": baseline_seconds, "speedup": baseline_seconds / fieldkit_seconds,
-                         "max_difference": float((image - reference).abs().max())})
+                         "max_difference": float((image - reference).abs().max()), "measured": measured()})
             print_raster(rows[-1:])
     return rows
 
@@ -165,14 +165,17 @@ def train_splats(out: Path) -> dict:
     history = []
     metrics = trainer.run_training(on_eval=lambda step, seconds, psnr: history.append((step, seconds, psnr)))
     return {key: metrics[key] for key in ("psnr_test", "ssim_test", "seconds", "steps", "splats")} | {
-        "seconds_to_27db": first_time_reaching(history, TARGET_PSNR), "probes": history}
+        "seconds_to_27db": first_time_reaching(history, TARGET_PSNR), "probes": history, "measured": measured()}
 
 
 def convert(teacher: Path, architecture: str, out: Path) -> dict:
+    """One conversion at convert's defaults; a teacher under the runs' directory is recorded by its
+    path there (its parent directory and file name), since the directory is machine-local."""
     metrics = make_converter(teacher, architecture, out, ConvertConfig()).run_conversion()
-    return {"teacher": str(teacher), "architecture": architecture} | {
+    shown = f"{teacher.parent.name}/{teacher.name}" if teacher.parent.parent == out.parent else str(teacher)
+    return {"teacher": shown, "architecture": architecture} | {
         key: metrics.get(key) for key in ("psnr_test", "teacher_psnr_test", "psnr_vs_teacher", "seconds",
-                                          "render_seconds", "steps", "teacher_architecture")}
+                                          "render_seconds", "steps", "teacher_architecture")} | {"measured": measured()}
 
 
 def print_run(name: str, row: dict) -> None:
@@ -194,7 +197,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work)
     results = {"machine": {"platform": platform.platform(), "torch": torch.__version__,
-                           "threads": torch.get_num_threads()}, "scene": DEFAULT_SCENE}
+                           "threads": torch.get_num_threads()}, "measured": measured(), "scene": DEFAULT_SCENE}
 
     def save() -> None:
         write_text(args.out, json.dumps(results, indent=2))

@@ -34,12 +34,13 @@ def run_one(scene: str, architecture: str, eval_every: int) -> dict:
            "psnr_test": metrics["psnr_test"], "ssim_test": metrics["ssim_test"], "parameters": metrics["parameters"],
            "history": history}
     row |= {f"seconds_to_{target:g}dB": first_time_reaching(history, target) for target in TARGETS}
-    return row
+    return row | {"measured": measured()}
 
 
 def merged_runs(path: Path, rows: list[dict]) -> list[dict]:
-    """Earlier results in `path` with this run's rows replacing those of the same scene and
-    architecture, so that architectures can be benchmarked one at a time."""
+    """The rows already in `path`, with the new rows replacing those of the same scene and
+    architecture, so that architectures can be benchmarked one at a time (each row keeps its own
+    `measured` entry)."""
     fresh = {(row["scene"], row["architecture"]) for row in rows}
     earlier = json.loads(path.read_text())["runs"] if path.exists() else []
     return [row for row in earlier if (row["scene"], row["architecture"]) not in fresh] + rows
@@ -76,7 +77,8 @@ def main() -> None:
     print_table(rows)
     machine = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                "torch": torch.__version__}
-    write_text(args.out, json.dumps({"machine": machine, "runs": merged_runs(Path(args.out), rows)}, indent=2))
+    write_text(args.out, json.dumps({"machine": machine, "measured": measured(),
+                                     "runs": merged_runs(Path(args.out), rows)}, indent=2))
     print(f"wrote {args.out}")
 
 

@@ -25,6 +25,7 @@ from fieldkit.viewer.assets import model_asset
 from fieldkit.viewer.browser import CHROMIUM, chromium
 from fieldkit.viewer.demo import ball_field
 from fieldkit.viewer.scene import View
+from provenance import measured
 
 RESULTS = Path(__file__).parent / "results" / "viewer.json"
 RADIUS = 0.9  # a ball this big fills 38% of a 64^3 grid: about 100k occupied cells
@@ -73,7 +74,8 @@ def main() -> None:
     results = {"occupied_voxels": occupied, "architecture": model.architecture,
                "parameters": sum(p.numel() for p in model.parameters()),
                "preview_rows": options.preview, "full_rows": options.resolution, "threads": torch.get_num_threads(),
-               "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"}
+               "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+               "measured": measured()}
     first = timed(lambda: viewer.scene.render_view(view, options.preview))
     previews = [timed(lambda: viewer.scene.render_view(view, options.preview)) for _ in range(REPEATS)]
     fulls = [timed(lambda: viewer.scene.render_view(view, options.resolution)) for _ in range(REPEATS)]
@@ -82,7 +84,8 @@ def main() -> None:
     if CHROMIUM.exists():
         results |= browser_first_frame(viewer)
     viewer.close()
-    rows = [(name, f"{value:.3f}" if isinstance(value, float) else str(value)) for name, value in results.items()]
+    rows = [(name, f"{value:.3f}" if isinstance(value, float) else str(value)) for name, value in results.items()
+            if name != "measured"]
     width = max(len(name) for name, _ in rows)
     print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from fieldkit.errors import FieldkitError
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -39,3 +41,16 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
+
+
+def output_directory(path: str | os.PathLike) -> Path:
+    """`path` as a directory to write into, made if missing; one clear error where a file (or
+    anything else that is not a directory) already has its name."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FieldkitError(f"--out {path} is an existing file, not a directory; choose another --out")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FieldkitError(f"cannot make the directory {path}: {error.strerror}") from None
+    return path

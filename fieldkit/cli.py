@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from fieldkit.errors import FieldkitError
-from fieldkit.options import add_dataclass_options, dataclass_from_args
+from fieldkit.options import OneLineParser, add_dataclass_options, dataclass_from_args, number
 from fieldkit.generate.commands import add_verbs as add_generate_verb
 from fieldkit.prior.commands import add_verbs as add_prior_verbs
 from fieldkit.viewer.commands import add_live_options, live_view
@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     from fieldkit.fields import ARCHITECTURES
     from fieldkit.fitting import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="fieldkit", description="Convert, generate, train and view 3D fields.")
+    parser = OneLineParser(prog="fieldkit", description="Convert, generate, train and view 3D fields.")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     train = verbs.add_parser("train", help="fit a field to posed images or a built-in scene")
@@ -162,9 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     render = verbs.add_parser("render", help="render an asset from cameras or on a turntable")
     render.add_argument("asset")
     render.add_argument("--cameras", help="a transforms.json / transforms_test.json, or a dataset directory")
-    render.add_argument("--orbit", type=int, default=0, help="render an N-view turntable instead")
-    render.add_argument("--resolution", type=int, default=256, help="turntable image size (default: 256)")
-    render.add_argument("--downscale", type=float, default=1.0, help="divide the cameras' resolution by this")
+    render.add_argument("--orbit", type=number(int), default=0, help="render an N-view turntable instead")
+    render.add_argument("--resolution", type=number(int, 1), default=256, help="turntable image size (default: 256)")
+    render.add_argument("--downscale", type=number(float, 0, above=True), default=1.0,
+                        help="divide the cameras' resolution by this")
     render.add_argument("--out", required=True, help="output directory for PNGs")
     render.set_defaults(run=cmd_render)
 
@@ -177,10 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     scene.add_argument("action", nargs="?", choices=["list", "export"], default="list")
     scene.add_argument("name", nargs="?")
     scene.add_argument("--out")
-    scene.add_argument("--resolution", type=int, default=128)
-    scene.add_argument("--train-views", type=int, default=100)
-    scene.add_argument("--test-views", type=int, default=20)
-    scene.add_argument("--seed", type=int, default=0)
+    scene.add_argument("--resolution", type=number(int, 1), default=128)
+    scene.add_argument("--train-views", type=number(int, 1), default=100)
+    scene.add_argument("--test-views", type=number(int, 1), default=20)
+    scene.add_argument("--seed", type=number(int), default=0)
     scene.set_defaults(run=cmd_scenes)
     # verbs whose modules import their heavy libraries only when run, so `fieldkit --help` stays fast
     add_generate_verb(verbs)  # generate

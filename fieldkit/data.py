@@ -33,6 +33,13 @@ SUPPORTED_CAMERA_MODELS = {"OPENCV", "PINHOLE", "SIMPLE_PINHOLE", "SIMPLE_RADIAL
 DISTORTION_KEYS = ("k1", "k2", "p1", "p2")
 # below this, the smallest eigenvalue of the mean axis projector means the axes are parallel
 PARALLEL_AXES_EIGENVALUE = 1e-4
+MAX_IMAGE_SIZE = 16384  # pixels per side, for declared w/h and stored images alike
+# a focal length outside (size / 1000, size * 1000) pixels is a field of view above 179.9 degrees
+# or below 0.06 degrees: a unit mistake (millimetres for pixels) or a damaged file
+FOCAL_RANGE = (1e-3, 1e3)
+# a rotation block whose determinant is below this (relative to its column lengths) is singular
+SINGULAR_DETERMINANT = 1e-6
+MAX_DISTORTION = 100.0  # |k1|, |k2|, |p1|, |p2|: real lenses stay well below 10
 
 
 @dataclass
@@ -84,7 +91,7 @@ class _Transforms:
         return self.frames[index]["file_path"].replace("\\", "/")
 
     def where(self, index: int) -> str:
-        return f"{self.path} (frame {index}, {self.file(index)})"
+        return f"{self.path} (frame {index}, {_shown(self.file(index))})"
 
     def stem(self, index: int) -> str:
         name = PurePosixPath(self.file(index))
@@ -92,11 +99,13 @@ class _Transforms:
         return name.stem if name.suffix.lower() in IMAGE_SUFFIXES else name.name
 
     def image_path(self, index: int) -> Path:
-        given = self.path.parent / self.file(index)
-        for candidate in (given, given.with_name(given.name + ".png")):
-            if candidate.is_file():
+        given = inside_dataset(self.path, self.file(index), f"{self.where(index)}: file_path")
+        # Blender's file paths have no suffix: "./train/r_0" is train/r_0.png
+        for candidate in (given, given.parent / (given.name + ".png")):
+            if _is_file(candidate, self.where(index)):
+                inside_dataset(self.path, str(candidate.resolve()), f"{self.where(index)}: file_path")
                 return candidate
-        raise FieldkitError(f"{self.where(index)}: missing image file {given}")
+        raise FieldkitError(f"{self.where(index)}: missing image file {_shown(str(given))}")
 
     def subset(self, indices: list[int]) -> "_Transforms":
         return replace(self, frames=[self.frames[i] for i in indices], poses=self.poses[indices])
@@ -131,6 +140,9 @@ def load_dataset(source: str | os.PathLike, split: str = "train", *, background=
     factor = _check_downscale(downscale)
     background = _background(background)
     transforms, scene = _split_and_scene(path, split)
+    if not transforms.frames:
+        raise FieldkitError(f"{transforms.path}: the {split} split has no frames (of {len(scene.frames)} in the "
+                            f"scene); add frames, or list them in \"{split}_filenames\"")
     image_paths = [transforms.image_path(index) for index in range(len(transforms.frames))]
     # intrinsics always follow the stored image, which may differ from the declared w/h
     cameras = _cameras(transforms, [_image_size(image_path) for image_path in image_paths]).downscaled(factor)
@@ -162,6 +174,39 @@ def _resolve(source: str | os.PathLike) -> tuple[Path, str]:
     if str(source) in names:
         return Path(scenes.cached(str(source))), str(source)
     raise FieldkitError(f"no dataset at {source} (not a path, and not a built-in scene: {', '.join(names)})")
+
+
+def inside_dataset(transforms_path: Path, name: str, what: str) -> Path:
+    """The path `name` (relative to the transforms file's directory) names, refused when it is
+    absolute or leads outside that directory: through "..", or through a symbolic link."""
+    root = transforms_path.parent.resolve()
+    if "\0" in name:
+        raise FieldkitError(f"{what} {_shown(name)} contains a NUL character: a damaged file")
+    candidate = Path(name)
+    if candidate.is_absolute() and not str(candidate).startswith(str(root) + os.sep):
+        raise FieldkitError(f"{what} {_shown(name)} is an absolute path outside the dataset directory {root}; "
+                            f"give image paths relative to the transforms file")
+    joined = transforms_path.parent / name
+    try:
+        resolved = joined.resolve()
+    except (OSError, RuntimeError) as error:  # a symlink loop
+        raise FieldkitError(f"{what} {_shown(name)} cannot be resolved ({error})") from None
+    if not resolved.is_relative_to(root):
+        raise FieldkitError(f"{what} {_shown(name)} leads outside the dataset directory {root} (through '..' or a "
+                            f"symbolic link); keep the images inside it")
+    return joined
+
+
+def _is_file(path: Path, where: str) -> bool:
+    try:
+        return path.is_file()
+    except OSError as error:  # a name too long for the file system, ...
+        raise FieldkitError(f"{where}: cannot look up {_shown(str(path))} ({error.strerror})") from None
+
+
+def _shown(text: str) -> str:
+    """A name from a file, in an error message: quoted when it holds characters that would break the line."""
+    return text if text.isprintable() and len(text) <= 200 else repr(text[:200])
 
 
 def _check_split(split: str, path: Path) -> None:
@@ -205,6 +250,9 @@ def _read_transforms(path: Path) -> _Transforms:
     for index, frame in enumerate(frames):
         if not isinstance(frame, dict) or not isinstance(frame.get("file_path"), str):
             raise FieldkitError(f"{path}: frame {index} has no \"file_path\"")
+        # every frame's image must lie inside the dataset, whichever split is read
+        inside_dataset(path, frame["file_path"].replace("\\", "/"),
+                       f"{path}: frame {index} ({_shown(frame['file_path'])}): file_path")
     poses = torch.stack([_pose(path, index, frame) for index, frame in enumerate(frames)])  # [C, 4, 4]
     return _Transforms(path, document, frames, poses)
 
@@ -219,21 +267,28 @@ def _read_json(path: Path) -> dict:
                             f"{error.msg}") from None
     except (UnicodeDecodeError, OSError) as error:
         raise FieldkitError(f"{path}: cannot read as JSON text ({error})") from None
+    except (ValueError, RecursionError) as error:  # an integer of thousands of digits, or nesting too deep
+        raise FieldkitError(f"{path}: cannot read as JSON ({str(error).splitlines()[0][:100]})") from None
     if not isinstance(document, dict):
         raise FieldkitError(f"{path}: expected a JSON object at the top level")
     return document
 
 
 def _pose(path: Path, index: int, frame: dict) -> Tensor:  # [4, 4]
+    where = f"{path}: frame {index} ({_shown(frame['file_path'])})"
     if "transform_matrix" not in frame:
-        raise FieldkitError(f"{path}: frame {index} ({frame['file_path']}) has no \"transform_matrix\"")
+        raise FieldkitError(f"{where} has no \"transform_matrix\"")
     try:
         matrix = np.asarray(frame["transform_matrix"], dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float range
         matrix = None
-    if matrix is None or matrix.shape != (4, 4) or not np.isfinite(matrix).all():
-        raise FieldkitError(f"{path}: frame {index} ({frame['file_path']}): transform_matrix must be "
-                            f"a 4x4 matrix of numbers")
+    with np.errstate(over="ignore"):
+        if matrix is None or matrix.shape != (4, 4) or not np.isfinite(matrix.astype(np.float32)).all():
+            raise FieldkitError(f"{where}: transform_matrix must be a 4x4 matrix of finite numbers")
+    rotation = matrix[:3, :3]
+    if not abs(np.linalg.det(rotation)) > SINGULAR_DETERMINANT * np.linalg.norm(rotation, axis=0).prod():
+        raise FieldkitError(f"{where}: transform_matrix is singular (its rotation columns are zero or parallel); "
+                            f"a camera-to-world matrix has three independent axes")
     return torch.as_tensor(matrix, dtype=torch.float32)
 
 
@@ -282,49 +337,67 @@ def _undeclared_image_sizes(transforms: _Transforms) -> list[tuple[int, int] | N
 def _frame_intrinsics(keys: dict, image_size: tuple[int, int] | None, where: str) -> _Intrinsics:
     """Intrinsics of one frame, scaled to `image_size` when the image is stored at another size."""
     camera_model = keys.get("camera_model", "OPENCV")
-    if camera_model not in SUPPORTED_CAMERA_MODELS:
-        raise FieldkitError(f"{where}: camera_model {camera_model!r} is not supported "
+    if not isinstance(camera_model, str) or camera_model not in SUPPORTED_CAMERA_MODELS:
+        raise FieldkitError(f"{where}: camera_model {_shown(repr(camera_model))} is not supported "
                             f"(pinhole with k1, k2, p1, p2 distortion only)")
     width, height = _declared_size(keys, where) or image_size
     fx = _focal(keys, "fl_x", "camera_angle_x", width, where)
     if fx is None:
         raise FieldkitError(f"{where}: no focal length (give fl_x, or camera_angle_x)")
     fy = _focal(keys, "fl_y", "camera_angle_y", height, where)
-    cx, cy = _number(keys, "cx", where), _number(keys, "cy", where)
+    cx = _number(keys, "cx", where, limit=FOCAL_RANGE[1] * width)
+    cy = _number(keys, "cy", where, limit=FOCAL_RANGE[1] * height)
     intrinsics = _Intrinsics(fx=fx, fy=fx if fy is None else fy, cx=width / 2 if cx is None else cx,
                              cy=height / 2 if cy is None else cy, width=width, height=height,
-                             distortion=[_number(keys, name, where) or 0.0 for name in DISTORTION_KEYS])
+                             distortion=[_number(keys, name, where, limit=MAX_DISTORTION) or 0.0
+                                         for name in DISTORTION_KEYS])
     if image_size is not None and image_size != (width, height):
+        _check_aspect(image_size, (width, height), where)
         intrinsics = intrinsics.scaled_to(*image_size)
     return intrinsics
+
+
+def _check_aspect(stored: tuple[int, int], declared: tuple[int, int], where: str) -> None:
+    """An image stored at another resolution than w x h must be a uniform rescale of it (to the pixel)."""
+    (width, height), (declared_width, declared_height) = stored, declared
+    if abs(declared_height * width / declared_width - height) > 1 and \
+            abs(declared_width * height / declared_height - width) > 1:
+        raise FieldkitError(f"{where}: the image is {width} x {height} but the file declares w x h = "
+                            f"{declared_width} x {declared_height}, another shape (fix w and h, or the image)")
 
 
 def _declared_size(keys: dict, where: str) -> tuple[int, int] | None:
     width, height = _number(keys, "w", where), _number(keys, "h", where)
     if width is None or height is None:
         return None
-    if width < 1 or height < 1:
-        raise FieldkitError(f"{where}: w and h must be positive, got {width} x {height}")
-    return round(width), round(height)
+    for name, value in (("w", width), ("h", height)):
+        if not value.is_integer() or not 1 <= value <= MAX_IMAGE_SIZE:
+            raise FieldkitError(f"{where}: {name} must be a whole number of pixels from 1 to {MAX_IMAGE_SIZE}, "
+                                f"got {value:g}")
+    return int(width), int(height)
 
 
 def _focal(keys: dict, focal_key: str, angle_key: str, size: int, where: str) -> float | None:
     focal, angle = _number(keys, focal_key, where), _number(keys, angle_key, where)
     if focal is None and angle is not None:
         if not 0 < angle < math.pi:
-            raise FieldkitError(f"{where}: {angle_key} must be an angle in radians in (0, pi), got {angle}")
+            raise FieldkitError(f"{where}: {angle_key} must be an angle in radians in (0, pi), got {angle:g}")
         focal = 0.5 * size / math.tan(0.5 * angle)
-    if focal is not None and focal <= 0:
-        raise FieldkitError(f"{where}: {focal_key} must be positive, got {focal}")
+        focal_key = f"the focal length from {angle_key}"
+    if focal is not None and not FOCAL_RANGE[0] * size < focal < FOCAL_RANGE[1] * size:
+        raise FieldkitError(f"{where}: {focal_key} must be between {FOCAL_RANGE[0]:g} and {FOCAL_RANGE[1]:g} times "
+                            f"the image size ({size} px) in pixels, got {focal:g}")
     return focal
 
 
-def _number(keys: dict, name: str, where: str) -> float | None:
+def _number(keys: dict, name: str, where: str, limit: float = math.inf) -> float | None:
+    """keys[name] as a float (None when absent), which must be a finite number of at most `limit` in size."""
     value = keys.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise FieldkitError(f"{where}: {name} must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) <= min(limit, 1e300):
+        expected = "a number" if limit == math.inf else f"a number of at most {limit:g} in size"
+        raise FieldkitError(f"{where}: {name} must be {expected}, got {_shown(repr(value))}")
     return float(value)
 
 
@@ -333,13 +406,20 @@ def _image_errors(path: Path):
     """Turns PIL's many ways of failing on a bad file into one error line naming it."""
     try:
         yield
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise FieldkitError(f"{path}: cannot read image ({error})") from None
+    except FieldkitError:
+        raise
+    except Exception as error:  # noqa: BLE001 - PIL's decoders raise OSError, SyntaxError, zlib.error, struct.error, ...
+        detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise FieldkitError(f"{path}: cannot read image ({detail})") from None
 
 
 def _image_size(path: Path) -> tuple[int, int]:
     with _image_errors(path), Image.open(path) as image:  # decodes only the header
-        return image.size
+        width, height = image.size
+    if not (1 <= width <= MAX_IMAGE_SIZE and 1 <= height <= MAX_IMAGE_SIZE):
+        raise FieldkitError(f"{path}: the image is {width} x {height} pixels; fieldkit reads images of 1 to "
+                            f"{MAX_IMAGE_SIZE} pixels a side (downscale it)")
+    return width, height
 
 
 def _read_image(path: Path, background: Tensor, width: int, height: int) -> Tensor:  # [H, W, 3]
@@ -353,6 +433,8 @@ def _read_image(path: Path, background: Tensor, width: int, height: int) -> Tens
         rgb = rgb * alpha + background.numpy() * (1 - alpha)
     if rgb.shape[:2] != (height, width):
         rgb = _resize_area(rgb, width, height)
+    if not np.isfinite(rgb).all():  # a float image (mode F) may hold NaN
+        raise FieldkitError(f"{path}: the image has NaN or infinite pixel values")
     return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32))
 
 
@@ -368,9 +450,12 @@ def _point_cloud(scene: _Transforms) -> Path | None:
     """The point cloud a transforms file names (nerfstudio's "ply_file_path"), which must exist."""
     if "ply_file_path" not in scene.document:
         return None
-    path = scene.path.parent / str(scene.document["ply_file_path"]).replace("\\", "/")
+    name = scene.document["ply_file_path"]
+    if not isinstance(name, str):
+        raise FieldkitError(f"{scene.path}: ply_file_path must be a file name, got {_shown(repr(name))}")
+    path = inside_dataset(scene.path, name.replace("\\", "/"), f"{scene.path}: ply_file_path")
     if not path.is_file():
-        raise FieldkitError(f"{scene.path}: ply_file_path names {path}, which does not exist")
+        raise FieldkitError(f"{scene.path}: ply_file_path names {_shown(str(path))}, which does not exist")
     return path
 
 
@@ -386,7 +471,7 @@ def _scene_aabb(scene: _Transforms) -> Tensor:  # [2, 3]
 def _explicit_aabb(value, path: Path) -> Tensor:  # [2, 3]
     try:
         aabb = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         aabb = None
     if aabb is None or aabb.shape != (2, 3) or not np.isfinite(aabb).all() or not (aabb[0] < aabb[1]).all():
         raise FieldkitError(f"{path}: \"aabb\" must be [[x0, y0, z0], [x1, y1, z1]] with min < max")
@@ -405,14 +490,21 @@ def _ngp_aabb(document: dict, path: Path) -> Tensor:  # [2, 3]
     # instant-ngp adds the offset before cycling the axes, so it is in world axis order, and the
     # cube is the same on every axis, so the cycle itself does not change the box
     corners = (0.5 + torch.tensor([[-0.5], [0.5]]) * aabb_scale - offset) / scale  # [2, 3]
-    return torch.stack([corners.min(dim=0).values, corners.max(dim=0).values])
+    aabb = torch.stack([corners.min(dim=0).values, corners.max(dim=0).values])
+    if not torch.isfinite(aabb).all() or not (aabb[0] < aabb[1]).all():
+        raise FieldkitError(f"{path}: aabb_scale {aabb_scale:g}, scale {scale:g} and offset give no finite box "
+                            f"{aabb.tolist()}")
+    return aabb
 
 
 def _ngp_offset(value, path: Path) -> Tensor:  # [3]
     try:
         offset = torch.as_tensor(value, dtype=torch.float32).reshape(-1).expand(3)
-    except (TypeError, ValueError, RuntimeError):
-        raise FieldkitError(f"{path}: offset must be a number or three numbers, got {value!r}") from None
+    except (TypeError, ValueError, RuntimeError, OverflowError):
+        offset = None
+    if offset is None or isinstance(value, bool) or not torch.isfinite(offset).all():
+        raise FieldkitError(f"{path}: offset must be a finite number or three finite numbers, "
+                            f"got {_shown(repr(value))}")
     return offset
 
 

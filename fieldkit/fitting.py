@@ -8,18 +8,19 @@ import torch
 
 from fieldkit.data import Dataset
 from fieldkit.metrics import mse_to_psnr, psnr, ssim
+from fieldkit.options import check_numbers
 from fieldkit.renderable import Renderable
 from fieldkit.runs import ResumableRun
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 0
-    """optimisation steps (0: the architecture's default)"""
+    steps: int | None = None
+    """optimisation steps (default: the architecture's, see fieldkit/defaults.py)"""
     batch_rays: int = 4096
     """rays per step"""
-    samples_per_diagonal: int = 0
-    """ray-marching steps across the bounding-box diagonal (0: the architecture's default)"""
+    samples_per_diagonal: int | None = None
+    """ray-marching steps across the bounding-box diagonal (default: the architecture's)"""
     occupancy_resolution: int = 64
     """cells per axis of the occupancy grid"""
     occupancy_every: int = 16
@@ -36,6 +37,10 @@ class TrainConfig:
     """random seed"""
     preset: str = "cpu"
     """architecture preset: cpu or gpu"""
+
+    def __post_init__(self):
+        check_numbers(self, positive=("steps", "batch_rays", "samples_per_diagonal", "occupancy_resolution",
+                                      "occupancy_every", "eval_every", "final_lr_fraction", "downscale"))
 
 
 @torch.no_grad()
@@ -98,3 +103,14 @@ class PhotoRun(ResumableRun):
                 self._on_eval(self.step, self.seconds, scores["psnr"])
         return self._status
 
+    def model_metrics(self) -> dict:
+        """Figures of the trained model that only its kind has."""
+        return {}
+
+    def finish(self) -> dict:
+        """Scores every test view and writes the results, with the settings the run used."""
+        scores = evaluate(self.model, self.test_set)
+        metrics = {"psnr_test": scores["psnr"], "ssim_test": scores["ssim"], "seconds": self.seconds,
+                   "steps": self.step, "architecture": self.model.architecture,
+                   "parameters": sum(parameter.numel() for parameter in self.model.parameters())}
+        return self.write_results(metrics | self.model_metrics() | {"settings": self.settings})

@@ -14,9 +14,13 @@ def _format(fields: dict) -> str:
                      for name, value in fields.items() if not (isinstance(value, float) and math.isnan(value)))
 
 
+UNKNOWN_TOTAL_EVERY = 100
+
+
 @contextlib.contextmanager
-def progress_bar(description: str, total: int, completed: int = 0):
-    """Yields `advance(**fields)`, to call once per unit of work with figures to show."""
+def progress_bar(description: str, total: int | None, completed: int = 0):
+    """Yields `advance(**fields)`, to call once per unit of work with figures to show; a total of
+    None (work that ends at a time budget) shows the count without a bar's end."""
     console = Console(stderr=True, soft_wrap=True)
     if console.is_terminal:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -30,11 +34,11 @@ def progress_bar(description: str, total: int, completed: int = 0):
             yield advance
         return
     state = {"done": completed}
-    every = max(total // 10, 1)
+    every = max(total // 10, 1) if total else UNKNOWN_TOTAL_EVERY
 
     def advance(**fields):
         state["done"] += 1
         if state["done"] % every == 0 or state["done"] == total:
-            console.print(f"{description}: {state['done']}/{total}  {_format(fields)}", highlight=False)
+            console.print(f"{description}: {state['done']}/{total or '?'}  {_format(fields)}", highlight=False)
 
     yield advance

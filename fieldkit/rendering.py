@@ -6,18 +6,36 @@ from pathlib import Path
 import torch
 
 from fieldkit.cameras import Cameras, framing_distance, orbit_cameras, turntable_azimuths
+from fieldkit.atomic import output_directory
 from fieldkit.data import load_cameras
 from fieldkit.images import write_png
 from fieldkit.io import load
 from fieldkit.progress import progress_bar
 
+
+def distinct_names(names: list[str]) -> list[str]:
+    """The names, each repeat numbered past every name in use (r_0, r_0-2, ...), so that no frame
+    overwrites another of the same stem (frames from different folders, or listed twice)."""
+    used, first_seen, distinct = set(names), set(), []
+    for name in names:
+        if name not in first_seen:
+            first_seen.add(name)
+            distinct.append(name)
+            continue
+        number = 2
+        while f"{name}-{number}" in used:
+            number += 1
+        used.add(f"{name}-{number}")
+        distinct.append(f"{name}-{number}")
+    return distinct
+
+
 @torch.no_grad()  # splats render differentiably; images for files need no graph
 def render_each(model, cameras: Cameras, names: list[str], out: str | Path) -> list[Path]:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_directory(out)
     written = []
     with progress_bar("render", len(cameras)) as advance:
-        for index, name in enumerate(names):
+        for index, name in enumerate(distinct_names(names)):
             path = out / f"{name}.png"
             write_png(path, model.render(cameras[index]).rgb[0])
             written.append(path)

@@ -7,14 +7,17 @@ in the same directory resumes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import threading
 import time
 from pathlib import Path
 
 import torch
 
 from fieldkit.asset_file import read_tensors, write_tensors
-from fieldkit.atomic import write_text
+from fieldkit.atomic import output_directory, write_text
 from fieldkit.errors import FieldkitError
 from fieldkit.io import field_header, load_model_tensors, model_tensors, save_field
 from fieldkit.progress import progress_bar
@@ -48,9 +51,9 @@ class RunDirectory:
                 raise FieldkitError(f"{self.path} holds another run (different {', '.join(changed)}); "
                                     "choose another --out or rerun that run's command")
             return True
-        if self.path.exists() and any(self.path.iterdir()):
+        if self.path.is_dir() and any(self.path.iterdir()):
             raise FieldkitError(f"{self.path} is not empty and holds no fieldkit run; choose another --out")
-        self.path.mkdir(parents=True, exist_ok=True)
+        output_directory(self.path)
         write_text(run_file, json.dumps(request, indent=2))
         return False
 
@@ -89,6 +92,29 @@ def read_checkpoint(path: Path, model: RadianceField, optimizer: torch.optim.Opt
     return header["step"], header["seconds"]
 
 
+@contextlib.contextmanager
+def interrupts_between_steps():
+    """Yields `interrupted() -> bool`. A first Ctrl-C only raises that flag, so the loop can finish
+    its step and checkpoint a consistent state; a second one interrupts at once (the last periodic
+    checkpoint then stands). Outside the main thread, where Python delivers no signals, it never
+    raises the flag."""
+    caught = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield caught.is_set
+        return
+
+    def on_interrupt(signum, frame):
+        if caught.is_set():
+            raise KeyboardInterrupt
+        caught.set()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield caught.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class ResumableRun:
     """What `train` and `convert` share: a run directory, an optimiser whose learning rate
     decays over `steps` (or `time_budget`), a seeded generator, atomic checkpoints and the
@@ -110,8 +136,9 @@ class ResumableRun:
     of steps and seconds is further along, so a slow machine gets a whole run of fewer steps."""
 
     def progress(self) -> float:
-        """How far the run is, in [0, 1]: by steps, or by seconds when that is further along."""
-        fraction = self.step / max(self.steps, 1)
+        """How far the run is, in [0, 1]: by steps, or by seconds when that is further along (a run
+        with a time budget and no step count goes by seconds alone)."""
+        fraction = self.step / max(self.steps, 1) if self.steps is not None else 0.0
         if self.time_budget is not None:
             fraction = max(fraction, self.seconds / max(self.time_budget, 1e-9))
         return min(fraction, 1.0)
@@ -150,7 +177,8 @@ class ResumableRun:
         progress = self.progress()
         factor = self.config.final_lr_fraction ** progress
         if self.warmup > 0:
-            factor *= min(1.0, (progress + 1 / max(self.steps, 1)) / self.warmup)
+            first_step = 1 / max(self.steps, 1) if self.steps is not None else 0.0  # so step 0 moves too
+            factor *= min(1.0, (progress + first_step) / self.warmup)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
         self.optimizer.step()
@@ -164,28 +192,28 @@ class ResumableRun:
 
     def optimise(self, description: str, step_fn) -> None:
         """Calls `step_fn() -> figures` up to `self.steps` (or `self.time_budget`), checkpointing
-        every few seconds and on Ctrl-C."""
+        every few seconds and, on Ctrl-C, after the step under way: a resumed run then continues
+        exactly where an uninterrupted one would be."""
         self.load_checkpoint()
         self.model.train()
         last_checkpoint = time.monotonic()
-        with progress_bar(description, self.steps, self.step) as advance:
-            try:
-                while self.progress() < 1:
-                    started = time.perf_counter()
-                    figures = step_fn()
-                    self.step += 1
-                    self.after_step()
-                    self.seconds += time.perf_counter() - started
-                    figures = figures | self.report()
-                    advance(**figures)
-                    if self.step_callback is not None:
-                        self.step_callback(self.step, figures)
-                    if time.monotonic() - last_checkpoint > self.config.checkpoint_seconds:
-                        self.save_checkpoint()
-                        last_checkpoint = time.monotonic()
-            except KeyboardInterrupt:
-                self.save_checkpoint()
-                raise
+        with progress_bar(description, self.steps, self.step) as advance, interrupts_between_steps() as interrupted:
+            while self.progress() < 1:
+                started = time.perf_counter()
+                figures = step_fn()
+                self.step += 1
+                self.after_step()
+                self.seconds += time.perf_counter() - started
+                figures = figures | self.report()
+                advance(**figures)
+                if self.step_callback is not None:
+                    self.step_callback(self.step, figures)
+                if interrupted():
+                    self.save_checkpoint()
+                    raise KeyboardInterrupt
+                if time.monotonic() - last_checkpoint > self.config.checkpoint_seconds:
+                    self.save_checkpoint()
+                    last_checkpoint = time.monotonic()
 
     def save_asset(self) -> None:
         save_field(self.model, self.run.file(self.asset_name))

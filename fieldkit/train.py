@@ -8,18 +8,13 @@ from pathlib import Path
 import torch
 
 from fieldkit.data import load_dataset
-from fieldkit.fields import make_config, make_field
-from fieldkit.fitting import PhotoRun, TrainConfig, evaluate
+from fieldkit.defaults import resolve_train
+from fieldkit.fields import build_field, make_config
+from fieldkit.fitting import PhotoRun, TrainConfig
 from fieldkit.gaussians.trainer import SplatTrainer
 from fieldkit.radiance import RadianceField
 from fieldkit.render.occupancy import OccupancyGrid
 from fieldkit.runs import RunDirectory
-
-# per architecture: steps that meet its quality target on the default scene on a 2-core CPU,
-# and ray-marching density (an MLP sample costs most, and its smooth field needs fewer)
-DEFAULT_STEPS = {"hashgrid": 600, "mlp": 1800, "tensorf-vm": 1500, "tensorf-cp": 2000, "voxels": 1200}
-DEFAULT_SAMPLES_PER_DIAGONAL = {"hashgrid": 256, "mlp": 128, "tensorf-vm": 256, "tensorf-cp": 256, "voxels": 256}
-
 
 def make_trainer(source: str, architecture: str, out: str | Path, config: TrainConfig,
                  overrides: dict | None = None) -> "Trainer":
@@ -32,21 +27,20 @@ def make_trainer(source: str, architecture: str, out: str | Path, config: TrainC
 class Trainer(PhotoRun):
     def __init__(self, source: str, architecture: str, out: str | Path, config: TrainConfig,
                  field_overrides: dict | None = None):
-        self.config = config
+        self.config = config = resolve_train(config, architecture)
         self.run = RunDirectory(out)
         field_config = make_config(architecture, config.preset, field_overrides)
-        self.steps = config.steps or DEFAULT_STEPS[architecture]
+        self.steps = config.steps
         self.train_set = load_dataset(source, "train", downscale=config.downscale)
         self.test_set = load_dataset(source, "test", downscale=config.downscale)
-        request = {"source": str(source), "architecture": architecture, "field_config": asdict(field_config),
-                   "train_config": asdict(config)}
-        self.resuming = self.run.claim(request)
+        self.settings = {"train_config": asdict(config), "field_config": asdict(field_config)}
         aabb = self.train_set.aabb
-        samples = config.samples_per_diagonal or DEFAULT_SAMPLES_PER_DIAGONAL[architecture]
-        step_size = float((aabb[1] - aabb[0]).norm()) / samples
+        step_size = float((aabb[1] - aabb[0]).norm()) / config.samples_per_diagonal
         torch.manual_seed(config.seed)  # parameter initialisation
-        self.model = RadianceField(make_field(architecture, aabb, field_config),
-                                   OccupancyGrid(aabb, config.occupancy_resolution), step_size,
+        field = build_field(architecture, aabb, field_config)  # a config that cannot be built writes nothing
+        request = {"source": str(source), "architecture": architecture} | self.settings
+        self.resuming = self.run.claim(request)
+        self.model = RadianceField(field, OccupancyGrid(aabb, config.occupancy_resolution), step_size,
                                    self.train_set.background)
         self.model.dataset = {"name": self.train_set.name, "source": self.train_set.source,
                               "train_views": len(self.train_set), "test_views": len(self.test_set)}
@@ -77,11 +71,5 @@ class Trainer(PhotoRun):
         fraction = 1.0 if self.step < 256 else 0.25
         self.model.update_occupancy(fraction, self.generator)
 
-    def finish(self) -> dict:
-        scores = evaluate(self.model, self.test_set)
-        metrics = {"psnr_test": scores["psnr"], "ssim_test": scores["ssim"], "seconds": self.seconds,
-                   "steps": self.step, "architecture": self.model.architecture,
-                   "parameters": sum(p.numel() for p in self.model.field.parameters()),
-                   "occupied_fraction": self.model.grid.occupied_fraction()}
-        return self.write_results(metrics)
-
+    def model_metrics(self) -> dict:
+        return {"occupied_fraction": self.model.grid.occupied_fraction()}

@@ -85,7 +85,7 @@ def _one_torch_thread():
     """Runs torch on one thread, then restores the caller's setting.
 
     The tracer issues many short element-wise ops; extra threads gain little on them, and when
-    another process holds a core every op waits for a descheduled worker (5-10x slower, measured).
+    another process holds a core every op waits for a descheduled worker.
     """
     previous = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -11,11 +11,20 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 from fieldkit import scenes  # noqa: E402
 from fieldkit.fitting import TrainConfig  # noqa: E402
 
 torch.set_num_threads(int(os.environ.get("FIELDKIT_TEST_THREADS", "1")))
+
+# The parser fuzz tests (tests/test_fuzz_parsers.py) run FIELDKIT_FUZZ_EXAMPLES cases per parser:
+# 100 in CI (reproducible: derandomized), 2000 nightly (docs/reliability.md). Each case writes
+# its file into tmp_path, hence the function-scoped fixture health check is off.
+settings.register_profile(
+    "fuzz", max_examples=int(os.environ.get("FIELDKIT_FUZZ_EXAMPLES", "100")), deadline=None,
+    derandomize=os.environ.get("FIELDKIT_FUZZ_RANDOM", "") != "1", database=None, print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # 48 training views, not 12: with 12 views of 32 px every architecture overfits, and its test
 # PSNR stays at ~20 dB, no better than predicting the mean training image (19.3 dB), so a

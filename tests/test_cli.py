@@ -168,9 +168,11 @@ def test_info_describes_the_asset(trained):
 # -- resuming ------------------------------------------------------------------------------
 
 class StepCounter:
-    """Counts Trainer.train_step calls; raises KeyboardInterrupt on call `interrupt_at`."""
+    """Counts Trainer.train_step calls; raises KeyboardInterrupt on call `interrupt_at`, or sends the
+    process a real SIGINT (Ctrl-C) at the end of call `ctrl_c_at`, when the step has changed the
+    model and drawn its random numbers but the loop has not yet counted it."""
 
-    def __init__(self, monkeypatch, interrupt_at: int | None = None):
+    def __init__(self, monkeypatch, interrupt_at: int | None = None, ctrl_c_at: int | None = None):
         self.calls, self.interrupt_at = 0, interrupt_at
         original = Trainer.train_step
 
@@ -178,7 +180,10 @@ class StepCounter:
             self.calls += 1
             if self.calls == self.interrupt_at:
                 raise KeyboardInterrupt
-            return original(trainer)
+            result = original(trainer)
+            if self.calls == ctrl_c_at:
+                os.kill(os.getpid(), signal.SIGINT)
+            return result
 
         monkeypatch.setattr(Trainer, "train_step", train_step)
 
@@ -217,6 +222,32 @@ def test_an_interrupted_run_resumes_where_it_stopped(tiny_dataset, fast, tmp_pat
     assert code == 0, stderr
     straight = json.loads((tmp_path / "straight" / "metrics.json").read_text())
     assert metrics["psnr_test"] == straight["psnr_test"]
+    with safe_open(str(tmp_path / "run" / "field.safetensors"), framework="pt") as resumed, \
+            safe_open(str(tmp_path / "straight" / "field.safetensors"), framework="pt") as uninterrupted:
+        for name in uninterrupted.keys():
+            assert (resumed.get_tensor(name) == uninterrupted.get_tensor(name)).all(), name
+
+
+def test_ctrl_c_checkpoints_after_the_step_under_way_and_resumes_exactly(tiny_dataset, fast, tmp_path,
+                                                                        monkeypatch):
+    """A real Ctrl-C during step 16 lets that step finish, checkpoints step 16 (the only checkpoint:
+    none is due by time), exits 130; the rerun ends bit for bit where an uninterrupted run ends."""
+    config = dataclasses.replace(fast[0], steps=30, checkpoint_seconds=1e9)
+
+    def args(out):
+        return train_args(tiny_dataset, out, config, RESUME_FIELD, arch="hashgrid")
+
+    with monkeypatch.context() as patch:
+        StepCounter(patch, ctrl_c_at=16)
+        code, _, stderr = run(args(tmp_path / "run"))
+    assert code == 130, stderr
+    with safe_open(str(tmp_path / "run" / "checkpoint.safetensors"), framework="pt") as handle:
+        assert json.loads(handle.metadata()["fieldkit"])["step"] == 16
+    with monkeypatch.context() as patch:
+        counter = StepCounter(patch)
+        assert run(args(tmp_path / "run"))[0] == 0
+    assert counter.calls == 14
+    assert run(args(tmp_path / "straight"))[0] == 0
     with safe_open(str(tmp_path / "run" / "field.safetensors"), framework="pt") as resumed, \
             safe_open(str(tmp_path / "straight" / "field.safetensors"), framework="pt") as uninterrupted:
         for name in uninterrupted.keys():

@@ -18,21 +18,12 @@ from fieldkit.cli import main
 from fieldkit.distill import ConvertConfig, Converter, batch
 from fieldkit.distill.active import HardestPool, focus_mask
 from fieldkit.distill.batch import distill_rays, learn_rays, teach_rays
-from fieldkit.distill.convert import WARMUP
 from fieldkit.distill.evaluation import compare_to_teacher
 from fieldkit.distill.projection import project_onto_voxels
 from fieldkit.distill.sampling import BoxRig, OrbitRig, choose_rig
 from fieldkit.distill.stages import shared_stages
-from fieldkit.distill.step_budget import (
-    BUDGET_SECONDS,
-    FEWEST_STEPS,
-    MOST_STEPS,
-    SPLAT_TEACHER_STEPS,
-    TIME_LIMIT_SECONDS,
-    default_steps,
-    step_seconds,
-)
 from fieldkit.distill.student import load_teacher, make_student, sample_stride
+from fieldkit.defaults import CONVERT_SECONDS, WARMUP
 from fieldkit.errors import FieldkitError
 from fieldkit.fields import ARCHITECTURES, make_config, make_field
 from fieldkit.gaussians.model import SH_C0
@@ -73,7 +64,7 @@ def convert_args(teacher, arch, out, config: ConvertConfig, overrides: dict) -> 
     for name, value in dataclasses.asdict(config).items():
         if isinstance(value, bool):
             args += [] if value else ["--no-" + name.replace("_", "-")]
-        else:
+        elif value is not None:  # None: the default, which the command chooses too
             args += ["--" + name.replace("_", "-"), str(value)]
     return args + [f"--set={name}={value}" for name, value in overrides.items()]
 
@@ -331,20 +322,22 @@ def test_mlp_students_and_blank_colour_heads_warm_up_by_default(teachers, tmp_pa
     assert default_warmup("hashgrid", "tensorf-vm") == default_warmup("hashgrid", "voxels") == 0.0
 
 
-def test_default_steps_fill_the_time_budget_of_each_pair(teachers, tmp_path):
-    for teacher in ARCHITECTURES:
-        for student in ARCHITECTURES:
-            steps = default_steps(teacher, student)
-            seconds = steps * step_seconds(teacher, student)
-            assert steps % 100 == 0 and FEWEST_STEPS <= steps <= MOST_STEPS
-            # within the budget, and no further 100 steps would have fitted (unless capped)
-            assert seconds <= BUDGET_SECONDS or steps == FEWEST_STEPS
-            assert steps == MOST_STEPS or seconds + 100 * seconds / steps > BUDGET_SECONDS
-    # a cheap pair runs longer than a costly one; a splat teacher has its own count
-    assert default_steps("mlp", "tensorf-vm") > default_steps("hashgrid", "voxels")
-    assert default_steps("gaussians", "hashgrid") == SPLAT_TEACHER_STEPS
-    converter = Converter(teachers["voxels"], "tensorf-vm", tmp_path / "run", FAST_CONVERT)
-    assert converter.steps == default_steps("voxels", "tensorf-vm")
+def test_a_default_conversion_runs_for_its_time_budget_and_records_its_settings(teachers, tmp_path):
+    """Without --steps a conversion between fields follows the clock: it ends at its budget with its
+    whole learning-rate schedule, and metrics.json holds every setting the run resolved."""
+    teacher, overrides = teachers["hashgrid"], PAIRS["hashgrid-mlp"][2]
+    default = Converter(teacher, "mlp", tmp_path / "default", FAST_CONVERT, overrides)
+    assert default.steps is None and default.time_budget == CONVERT_SECONDS
+    timed = Converter(teacher, "mlp", tmp_path / "timed", dataclasses.replace(FAST_CONVERT, max_seconds=3.0),
+                      overrides)
+    metrics = timed.run_conversion()
+    assert metrics["steps"] > 10 and 3.0 <= metrics["seconds"] < 4.0 and timed.progress() == 1.0
+    decayed = timed.optimizer.param_groups[0]["lr"] / timed.base_lrs[0]
+    assert decayed < FAST_CONVERT.final_lr_fraction ** 0.8
+    settings = json.loads((tmp_path / "timed" / "metrics.json").read_text())["settings"]
+    assert settings["convert_config"] | {"steps": None} == dataclasses.asdict(timed.config) | {"steps": None}
+    assert settings["convert_config"]["warmup"] == WARMUP and settings["convert_config"]["point_focus"] == 3.0
+    assert settings["convert_config"]["max_seconds"] == 3.0 and settings["field_config"]["width"] > 0
 
 
 def test_a_time_limit_ends_the_run_with_its_whole_schedule(teachers, tmp_path):
@@ -359,7 +352,6 @@ def test_a_time_limit_ends_the_run_with_its_whole_schedule(teachers, tmp_path):
     assert 3.0 <= metrics["seconds"] < 4.0
     decayed = limited.optimizer.param_groups[0]["lr"] / limited.base_lrs[0]
     assert decayed < config.final_lr_fraction ** 0.8 and limited.progress() == 1.0
-    assert Converter(teacher, "mlp", tmp_path / "default", FAST_CONVERT).time_budget == TIME_LIMIT_SECONDS
     named = Converter(teacher, "mlp", tmp_path / "named", dataclasses.replace(FAST_CONVERT, steps=500))
     assert named.time_budget is None
 
@@ -453,7 +445,7 @@ def test_an_interrupted_conversion_resumes_where_it_stopped(teachers, tmp_path, 
 
 @pytest.mark.parametrize("case", ["unknown architecture", "not an asset", "not a fieldkit asset", "unknown setting",
                                   "empty student", "student beyond memory", "another run", "nan",
-                                  "time limit for splats"])
+                                  "infinite setting", "time limit for splats"])
 def test_bad_input_gives_one_error_line(case, teachers, converted, tmp_path):
     out = tmp_path / "run"
     text_file = tmp_path / "notes.safetensors"
@@ -470,7 +462,9 @@ def test_bad_input_gives_one_error_line(case, teachers, converted, tmp_path):
                                   "cannot hold the scene"),
         "another run": (convert_args(teachers["voxels"], "mlp", converted["hashgrid-mlp"][0], config, {}),
                         "another run"),
-        "nan": (convert_args(teachers["voxels"], "voxels", out, config, {"learning_rate": "inf"}), "loss became"),
+        "nan": (convert_args(teachers["voxels"], "voxels", out, config, {"learning_rate": "1e30"}), "loss became"),
+        "infinite setting": (convert_args(teachers["voxels"], "voxels", out, config, {"learning_rate": "inf"}),
+                             "expected a finite number"),
         "time limit for splats": (convert_args(teachers["voxels"], "gaussians", out,
                                                dataclasses.replace(config, max_seconds=60.0), {}), "--steps"),
     }[case]

@@ -3,6 +3,8 @@ samples as judged by the evaluator, and the evaluator itself."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -81,7 +83,7 @@ def test_an_interrupted_prior_run_exports_and_resumes(tmp_path, monkeypatch):
     def interrupt_on_third(self):
         calls["count"] += 1
         if calls["count"] == 3:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: the step finishes, then the run checkpoints and stops
         return original(self)
 
     monkeypatch.setattr(training.PriorTrainer, "train_step", interrupt_on_third)

@@ -15,10 +15,10 @@ import torch
 from fieldkit.cameras import Cameras, look_at
 from fieldkit.cli import main
 from fieldkit.distill import ConvertConfig, Converter
-from fieldkit.distill.step_budget import SPLAT_TEACHER_STEPS
+from fieldkit.defaults import SPLAT_TEACHER_STEPS
 from fieldkit.distill.student import load_teacher
 from fieldkit.gaussians import Splats
-from fieldkit.gaussians.density import bake_splats
+from fieldkit.gaussians.density import MAX_REACH_VOXELS, _splat_volumes, bake_splats, voxel_boxes
 from fieldkit.distill.to_splats import splats_from_field
 from fieldkit.gaussians.initialise import random_points, splats_from_points
 from fieldkit.metrics import psnr
@@ -82,6 +82,21 @@ def test_a_face_on_splat_baked_into_a_volume_keeps_its_opacity(scales):
     voxel = 2 / 128
     optical_depth = float(density[:, 64, 64].sum()) * voxel  # z is the first axis
     assert 1 - math.exp(-optical_depth) == pytest.approx(0.7, abs=0.02)
+
+
+def test_a_huge_splat_costs_a_bounded_box_of_voxels():
+    """A splat far larger than the scene (a broken file's) is summed into at most a fixed box of
+    voxels around its centre, not the whole grid, and still bakes to a finite volume."""
+    count, resolution = 50, 128
+    huge = Splats(torch.rand(count, 3) - 0.5, torch.full((count, 3), 1e6).log(), torch.tensor([[1.0, 0, 0, 0]] * count),
+                  torch.zeros(count), torch.zeros(count, 3))
+    aabb = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+    voxel = (aabb[1] - aabb[0]) / (resolution - 1)
+    _, _, reach = _splat_volumes(huge, float(voxel.max()), 0.0)
+    _, extent = voxel_boxes(huge.means, reach, aabb[0], voxel, resolution)
+    assert int(extent.max()) <= 2 * MAX_REACH_VOXELS + 1 < resolution
+    density, _ = bake_splats(huge, aabb, resolution)
+    assert torch.isfinite(density).all() and density[64, 64, 64] > 0
 
 
 def test_a_baked_splat_cloud_renders_like_its_rasterization(field_to_splats):

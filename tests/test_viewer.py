@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from fieldkit.cameras import look_at
+from fieldkit.cameras import Cameras, look_at
 from fieldkit.errors import FieldkitError
+from fieldkit.render.volume import RenderOutput
 from fieldkit.viewer.cameras import camera_from_view, ray_to_z_depth, view_from_camera
 from fieldkit.viewer.render import Layers, composite
 
@@ -54,10 +55,11 @@ def test_compositing_puts_the_nearer_field_in_front():
 
 def test_compared_assets_sit_side_by_side_without_overlap():
     from fieldkit.viewer.assets import ViewAsset
+    from fieldkit.viewer.demo import box_mesh
     from fieldkit.viewer.scene import place_side_by_side
 
     boxes = [torch.tensor([[-1.0, -1, -1], [1, 1, 1]]), torch.tensor([[5.0, 5, 5], [6, 8, 9]])]
-    first, second = place_side_by_side([ViewAsset(f"a{i}", "mesh", None, box) for i, box in enumerate(boxes)])
+    first, second = place_side_by_side([ViewAsset(f"a{i}", box_mesh(), box) for i, box in enumerate(boxes)])
     assert torch.equal(first.offset, torch.zeros(3))
     placed = second.aabb + second.offset
     assert placed[0, 0] > 1.0  # right of the first
@@ -77,13 +79,15 @@ def test_splats_reach_the_browser_with_their_base_colour_and_covariance():
 
 
 def test_open_asset_tells_meshes_splats_and_run_directories_apart(tmp_path):
+    import trimesh
+
     from fieldkit.gaussians import save_splats
     from fieldkit.viewer.assets import open_asset
     from fieldkit.viewer.demo import ball_splats, box_mesh
 
     box_mesh().export(tmp_path / "mesh.ply")
     save_splats(ball_splats(count=20), tmp_path / "splats.ply")
-    assert open_asset(tmp_path / "mesh.ply").kind == "mesh"
+    assert isinstance(open_asset(tmp_path / "mesh.ply").model, trimesh.Trimesh)
     assert open_asset(tmp_path / "splats.ply").info["splats"] == 20
     with pytest.raises(FieldkitError, match="without field.safetensors"):
         open_asset(tmp_path)
@@ -99,7 +103,7 @@ def test_view_verb_and_live_options_parse():
 
     parser = build_parser()
     view = parser.parse_args(["view", "a.ply", "b.glb"])
-    assert view.paths == ["a.ply", "b.glb"] and view.host == "127.0.0.1"
+    assert view.paths == ["a.ply", "b.glb"] and view.host == "127.0.0.1" and view.port is None  # 8080 or the next free
     train = parser.parse_args(["train", "tabletop", "--out", "run", "--view", "--view-port", "9000"])
     assert train.view and train.view_port == 9000 and train.view_host == "127.0.0.1"
     assert not parser.parse_args(["convert", "t.safetensors", "--to", "mlp", "--out", "run"]).view
@@ -117,3 +121,75 @@ def test_field_render_for_the_browser_shows_the_field_and_hides_what_is_behind_i
     assert image.shape == (32, 32, 3) and image[16, 16, 0] > 200 and image[16, 16, 1] < 60  # red ball
     assert (image[0, 0] > 240).all()  # white background
     assert 2.2 < depth[16, 16] < 2.6 and depth[0, 0] > 100  # the ball's front (radius 0.6) and empty space
+
+
+class Sphere:
+    """A Renderable that is neither a field nor splats: an opaque ray-traced ball of one colour."""
+
+    def __init__(self, centre=(0.0, 0.0, 0.0), radius: float = 0.5, colour=(0.1, 0.2, 0.9)):
+        self.centre, self.radius, self.colour = torch.tensor(centre), radius, torch.tensor(colour)
+        self.aabb = torch.stack([self.centre - radius, self.centre + radius])
+        self.metrics, self.dataset = {"psnr": 99.0}, {}
+
+    def render(self, cameras: Cameras, background: torch.Tensor | None = None) -> RenderOutput:
+        background = torch.ones(3) if background is None else background
+        height, width = int(cameras.height[0]), int(cameras.width[0])
+        outputs = []
+        for index in range(len(cameras)):
+            origins, directions = cameras.image_rays(index)  # [R, 3]
+            to_centre = self.centre - origins
+            along = (to_centre * directions).sum(dim=-1)  # [R]
+            miss = (to_centre.square().sum(dim=-1) - along.square()).clamp(min=0)
+            alpha = ((miss <= self.radius**2) & (along > 0)).float()
+            rgb = alpha[:, None] * self.colour + (1 - alpha[:, None]) * background
+            depth = alpha * (along - (self.radius**2 - miss).clamp(min=0).sqrt())
+            outputs.append((rgb.view(height, width, 3), alpha.view(height, width), depth.view(height, width)))
+        return RenderOutput(*(torch.stack([output[i] for output in outputs]) for i in range(3)))
+
+
+def front_view() -> tuple:
+    c2w = look_at(torch.tensor([[0.0, -3.0, 0.0]]), torch.zeros(3))[0]
+    return tuple(viser_rotation(c2w)), (0.0, -3.0, 0.0)
+
+
+def test_what_is_shown_follows_the_models_type():
+    from fieldkit.viewer.assets import ViewAsset, model_asset
+    from fieldkit.viewer.demo import ball_splats, box_mesh
+
+    box = torch.tensor([[-1.0, -1, -1], [1, 1, 1]])
+    assert model_asset("splats", ball_splats(count=10)).drawn_by_browser
+    assert ViewAsset("mesh", box_mesh(), box).drawn_by_browser
+    sphere = model_asset("sphere", Sphere())
+    assert not sphere.drawn_by_browser and sphere.info["kind"] == "Sphere" and sphere.info["psnr"] == 99.0
+    with pytest.raises(TypeError, match="not str"):
+        ViewAsset("a kind string", "mesh", box)
+
+
+def test_any_renderable_is_rendered_for_the_browser_through_the_protocol_alone():
+    from fieldkit.viewer.assets import model_asset
+    from fieldkit.viewer.demo import ball_splats
+    from fieldkit.viewer.scene import View, ViewScene
+
+    scene = ViewScene([model_asset("splats", ball_splats(count=10)), model_asset("sphere", Sphere())])
+    assert [asset.name for asset in scene.rendered] == ["sphere"]
+    assert float(scene.assets[1].offset[0]) > 0.5  # placed right of the splats
+    wxyz, position = front_view()
+    image, depth = scene.render_view(View(wxyz, position, 1.2, 1.0), rows=40)
+    blue = (image[..., 2] > 200) & (image[..., 0] < 60)
+    assert blue.sum() > 20 and np.nonzero(blue)[1].mean() > 24  # right of the middle, where it was placed
+    assert (image[0, 0] > 240).all() and depth[0, 0] > 100  # white and empty around it
+    assert 2.3 < depth[blue].min() < 2.6  # its front, seen from 3 away along y (z-depth)
+
+
+def test_bands_of_rows_make_the_same_image_as_one_render(monkeypatch):
+    from fieldkit.viewer import render
+
+    monkeypatch.setattr(render, "CHUNK_RAYS", 50)  # bands of 2 rows of 25
+    wxyz, position = front_view()
+    camera = camera_from_view(wxyz, position, fov=0.8, aspect=25 / 15, height=15)
+    sphere = Sphere(radius=0.9)
+    layers = render.render_layers([(sphere, torch.zeros(3))], camera)
+    whole = sphere.render(camera, torch.zeros(3))
+    assert torch.allclose(layers.rgb[0], whole.rgb[0]) and torch.allclose(layers.alpha[0], whole.alpha[0])
+    assert torch.allclose(layers.depth[0], ray_to_z_depth(whole.depth[0], camera))
+    assert 0.2 < float(whole.alpha.mean()) < 0.9

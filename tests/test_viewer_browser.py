@@ -41,9 +41,13 @@ def demo_assets(tmp_path_factory):
     return write_demo_assets(tmp_path_factory.mktemp("view-assets"))
 
 
+# a DNS-rebinding attacker's domain, as it resolves once the attack has begun
+REBOUND_DOMAIN = "evil.example"
+
+
 @pytest.fixture(scope="module")
 def browser():
-    with chromium() as context:
+    with chromium(args=[f"--host-resolver-rules=MAP {REBOUND_DOMAIN} 127.0.0.1"]) as context:
         yield context
 
 
@@ -142,7 +146,7 @@ def raw_get(url: str, path: str) -> tuple[int, bytes]:
     """An HTTP GET with the path sent byte for byte (browsers and HTTP clients would tidy `..` away)."""
     host, port = re.match(r"http://([\w.]+):(\d+)", url).groups()
     with socket.create_connection((host, int(port)), timeout=10) as connection:
-        connection.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        connection.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
         response = b""
         while chunk := connection.recv(65536):
             response += chunk
@@ -165,6 +169,49 @@ def test_no_path_from_the_browser_reaches_the_file_system(browser, demo_assets):
         for path in TRAVERSALS[:4]:
             status, body = page.evaluate(fetch, path)
             assert status == 404 and "root:" not in body, f"{path} from the page answered {status}"
+        page.close()
+
+
+OPEN_WEBSOCKET = """([url, protocol]) => new Promise(done => {
+  const socket = new WebSocket(url, [protocol]);
+  socket.binaryType = "arraybuffer";
+  socket.onmessage = event => { done(`scene: ${event.data.byteLength} bytes`); socket.close(); };
+  socket.onerror = () => done("refused");
+  setTimeout(() => done("no answer"), 20000);
+})"""
+
+
+@pytest.fixture
+def other_site(tmp_path):
+    """Another web site on this machine (another origin): what an attacker's page would be."""
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "index.html").write_text("<html><body>another site</body></html>")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def test_other_web_pages_cannot_read_the_scene(browser, demo_assets, other_site):
+    """Chromium itself lets a page of another origin open a websocket to the viewer, and lets a
+    DNS-rebinding page (REBOUND_DOMAIN, mapped to 127.0.0.1) load it: the viewer refuses both."""
+    import viser
+
+    protocol = f"viser-v{viser.__version__}"
+    with ViewCommand(demo_assets["mesh"]) as view:
+        port = int(view.url.rsplit(":", 1)[1])
+        page = browser.new_page()
+        page.goto(other_site)
+        assert page.evaluate(OPEN_WEBSOCKET, [f"ws://127.0.0.1:{port}", protocol]) == "refused"
+        response = page.goto(f"http://{REBOUND_DOMAIN}:{port}/")
+        assert response.status == 403 and "<html" not in response.text().lower()
+        page.goto(view.url)  # the viewer's own page still gets the scene
+        assert page.evaluate(OPEN_WEBSOCKET, [f"ws://127.0.0.1:{port}", protocol]).startswith("scene: ")
         page.close()
 
 

@@ -1,28 +1,30 @@
-"""The viewer: a viser server showing assets (fields streamed from the server, splats and
-meshes drawn by the browser), the training cameras, and the panels.
+"""The viewer: a viser server showing assets (splats and meshes drawn by the browser, any other
+Renderable rendered by fieldkit and streamed), the training cameras, and the panels.
 
-It binds to 127.0.0.1 unless told otherwise. The only files it serves over HTTP are viser's
-own page and scripts (viser refuses `..` in any form); assets reach the browser as scene
-messages over the websocket, and no message from the browser names a file.
+It binds to 127.0.0.1 unless told otherwise, and answers only its own page: requests whose Host
+is not its address, and websockets from other web pages, are refused (see serving.py). The only
+files it serves over HTTP are viser's own page and scripts (viser refuses `..` in any form);
+assets reach the browser as scene messages over the websocket, and no message from the browser
+names a file.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import sys
 import threading
 
 import numpy as np
 import torch
-import viser
+import trimesh
 
-from fieldkit.errors import FieldkitError
+from fieldkit.gaussians import Splats
+from fieldkit.render.occupancy import OccupancyGrid
 
-from . import DEFAULT_HOST, DEFAULT_PORT
+from . import DEFAULT_HOST
 from .assets import ViewAsset
 from .native import add_bounds, add_frustums, add_mesh, add_occupied_cells, add_splats
 from .panels import add_asset_panels, add_export_panel, add_render_panel
 from .scene import ViewScene
+from .serving import start_server, stop_server
 from .stream import FieldStream
 from .training_cameras import training_cameras
 
@@ -30,17 +32,21 @@ FRUSTUM_SCALE = 0.04  # of the scene's diagonal
 
 
 class Viewer:
-    def __init__(self, assets: list[ViewAsset], host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+    def __init__(self, assets: list[ViewAsset], host: str = DEFAULT_HOST, port: int | None = None,
                  title: str = "fieldkit"):
+        """`port` None: DEFAULT_PORT, or the next free one; a port given must be free (0: any free port)."""
         self.scene = ViewScene(assets)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # viser's banner; the verbs print one line of their own
-                self.server = viser.ViserServer(host=host, port=port, label=title, verbose=False)
-        except OSError as error:
-            raise FieldkitError(f"cannot serve on {host}:{port} ({error.strerror}); choose another --port") from None
+        self.server = start_server(host, port, title)
         self.host = host
         self.streams: dict[int, FieldStream] = {}
         self._streams_lock = threading.Lock()
+        try:
+            self._build()
+        except BaseException:
+            stop_server(self.server)
+            raise
+
+    def _build(self) -> None:
         self.server.scene.set_up_direction("+z")  # fieldkit's scenes and orbits are z-up, as Blender's
         self.native = {index: self._add_native(index) for index in range(len(self.scene.assets))}
         self.info_panels = add_asset_panels(self.server.gui, self.scene.assets)
@@ -57,8 +63,8 @@ class Viewer:
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}"
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     def refresh(self) -> None:
         """Fields look different (options, a newer model): every client renders again."""
@@ -72,9 +78,9 @@ class Viewer:
     def replace_model(self, index: int, model) -> None:
         """Shows a newer model in the place of asset `index` (a live run)."""
         asset = self.scene.assets[index]
-        if asset.kind == "splats":
+        if asset.drawn_by_browser:
             asset.model = model
-            self.native[index] = self._add_native(index)  # same name: viser replaces the old splats
+            self.native[index] = self._add_native(index)  # same name: viser replaces the old splats or mesh
             return
         self.scene.replace_model(index, model)
         self.refresh()
@@ -84,12 +90,11 @@ class Viewer:
             streams, self.streams = list(self.streams.values()), {}
         for stream in streams:
             stream.close()
-        with contextlib.redirect_stdout(io.StringIO()):  # viser's "server stopped"
-            self.server.stop()
+        stop_server(self.server)
 
     # -- clients -------------------------------------------------------------------------
     def _connect(self, client) -> None:
-        if not self.scene.fields:
+        if not self.scene.rendered:
             return
         with self._streams_lock:
             self.streams[client.client_id] = FieldStream(client, self.scene)
@@ -102,10 +107,11 @@ class Viewer:
 
     # -- scene ---------------------------------------------------------------------------
     def _add_native(self, index: int):
+        """Splats and meshes go to the browser; anything else is rendered by FieldStream."""
         asset = self.scene.assets[index]
-        if asset.kind == "splats":
+        if isinstance(asset.model, Splats):
             return add_splats(self.server.scene, f"/assets/{index}", asset.model, asset.offset)
-        if asset.kind == "mesh":
+        if isinstance(asset.model, trimesh.Trimesh):
             return add_mesh(self.server.scene, f"/assets/{index}", asset.model, asset.offset)
         return None
 
@@ -113,7 +119,7 @@ class Viewer:
         """Checkboxes of the render panel: each shows or hides a group of scene objects, built
         when first shown (reading a dataset's cameras or the occupancy grid takes a moment)."""
         builders = {"training cameras": self._add_training_cameras, "bounds": self._add_bounds}
-        if self.scene.fields:
+        if any(isinstance(getattr(asset.model, "grid", None), OccupancyGrid) for asset in self.scene.assets):
             builders["occupancy grid"] = self._add_occupied_cells
         handles: dict[str, list] = {}
 
@@ -143,11 +149,12 @@ class Viewer:
 
     def _add_occupied_cells(self) -> list:
         return [add_occupied_cells(self.server.scene, f"/occupancy/{index}", asset.model.grid, asset.offset)
-                for index, asset in enumerate(self.scene.assets) if asset.kind == "field"]
+                for index, asset in enumerate(self.scene.assets)
+                if isinstance(getattr(asset.model, "grid", None), OccupancyGrid)]
 
     def _apply_background(self) -> None:
-        """Without fields, the background option colours the browser's own background."""
-        if not self.scene.fields:
+        """With nothing rendered by fieldkit, the background option colours the browser's own background."""
+        if not self.scene.rendered:
             colour = np.array(self.scene.options.background, dtype=np.float32)
             self.server.scene.set_background_image((np.ones((2, 2, 3)) * colour * 255).astype(np.uint8), format="png")
 

@@ -15,13 +15,13 @@ VIEWPORT = {"width": 800, "height": 600}
 
 
 @contextlib.contextmanager
-def chromium(viewport: dict = VIEWPORT):
-    """A browser context with a fresh profile."""
+def chromium(viewport: dict = VIEWPORT, args: list[str] = ()):
+    """A browser context with a fresh profile; `args`: more chromium switches."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         context = playwright.chromium.launch_persistent_context(profile, executable_path=str(CHROMIUM), headless=True,
-                                                                 args=CHROMIUM_ARGS, viewport=viewport)
+                                                                 args=CHROMIUM_ARGS + list(args), viewport=viewport)
         try:
             yield context
         finally:

@@ -7,11 +7,30 @@ import threading
 
 from . import DEFAULT_HOST, DEFAULT_PORT
 
+PORT_HELP = f"default: {DEFAULT_PORT}, or the next free one; a port given must be free; 0: any free port"
+
+
+class PortOption(argparse.Action):
+    """A port number, checked as it is parsed: a bad one is one error line and exit status 2, as
+    `fieldkit`'s other errors (argparse's own type errors print the usage too)."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        try:
+            port = int(value, 10)
+        except ValueError:
+            port = -1
+        if not 0 <= port <= 65535:
+            parser.exit(2, f"fieldkit: error: {option_string} {value!r} is not a port number; "
+                           "give one of 1-65535, or 0 for any free port\n")
+        setattr(namespace, self.dest, port)
+
 
 def cmd_view(args) -> int:
     from .app import Viewer
     from .assets import open_asset
+    from .serving import check_address
 
+    check_address(args.host, args.port)  # before the assets load: a bad address is an error at once
     assets = [open_asset(path) for path in args.paths]
     viewer = Viewer(assets, args.host, args.port, title=" | ".join(asset.name for asset in assets))
     print(f"fieldkit view: open {viewer.url} in a browser (Ctrl-C stops)", flush=True)
@@ -29,8 +48,7 @@ def add_live_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--view", action="store_true", help="show the job live in the browser viewer")
     parser.add_argument("--view-host", default=DEFAULT_HOST,
                         help=f"address the live viewer binds to (default: {DEFAULT_HOST}; 0.0.0.0 opens it to the network)")
-    parser.add_argument("--view-port", type=int, default=DEFAULT_PORT,
-                        help=f"port of the live viewer (default: {DEFAULT_PORT}; taken: the next free one)")
+    parser.add_argument("--view-port", action=PortOption, default=None, help=f"port of the live viewer ({PORT_HELP})")
 
 
 def live_view(args: argparse.Namespace, run, title: str):
@@ -49,5 +67,5 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
     view.add_argument("paths", nargs="+", metavar="PATH", help="an asset, a 3DGS .ply, a .glb/.obj mesh or a run directory")
     view.add_argument("--host", default=DEFAULT_HOST,
                       help=f"address to bind (default: {DEFAULT_HOST}, this machine only; 0.0.0.0 opens it to the network)")
-    view.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; taken: the next free one)")
+    view.add_argument("--port", action=PortOption, default=None, help=f"port ({PORT_HELP})")
     view.set_defaults(run=cmd_view)

@@ -1,9 +1,10 @@
 """What the user takes away: a screenshot of the current view, and an orbit camera path as an
 MP4 or GIF. Both are sent to the browser as downloads; nothing is written on the server.
 
-A picture is the fields' server render with the browser's own render of splats and meshes
-laid over it (viser renders those with a transparent background). Unlike the live view, it
-has no depth test between the two: splats and meshes always sit in front of fields.
+A picture is fieldkit's server render (fields, any Renderable but splats) with the browser's own
+render of splats and meshes laid over it (viser renders those with a transparent background).
+Unlike the live view, it has no depth test between the two: splats and meshes always sit in
+front of fields.
 """
 from __future__ import annotations
 
@@ -25,11 +26,11 @@ FRAMES_PER_SECOND = 15
 def picture(client, scene: ViewScene, view: View, rows: int) -> np.ndarray:  # uint8 [H, W, 3]
     """The scene from `view`, `rows` high."""
     width = max(round(rows * view.aspect), 1)
-    if scene.fields:
+    if scene.rendered:
         under = scene.render_view(view, rows)[0].astype(np.float32) / 255
     else:
         under = np.broadcast_to(np.asarray(scene.options.background, dtype=np.float32), (rows, width, 3))
-    if len(scene.fields) < len(scene.assets):
+    if len(scene.rendered) < len(scene.assets):
         rgba = client.get_render(rows, width, wxyz=view.wxyz, position=view.position, fov=view.fov,
                                  transport_format="png").astype(np.float32) / 255  # [H, W, 4]
         under = rgba[..., :3] * rgba[..., 3:] + under * (1 - rgba[..., 3:])

@@ -6,7 +6,7 @@ loop (`fieldkit generate`, a notebook) uses `LiveView` directly::
     from fieldkit.viewer.live import LiveView
 
     live = LiveView("generate", host="127.0.0.1", port=8080)
-    print("view at", live.start(model))       # model: a RadianceField or Splats
+    print("view at", live.start(model))       # model: any Renderable (a field, splats, ...)
     for step in range(steps):
         ...                                   # one optimisation step
         live.update(step + 1, {"loss": loss, "psnr": psnr}, model)
@@ -26,21 +26,22 @@ import time
 
 import torch
 
-from . import DEFAULT_HOST, DEFAULT_PORT
+from . import DEFAULT_HOST
 from .app import Viewer
 from .assets import model_asset
 from .panels import add_progress_panel, info_markdown
 
 
 class LiveView:
-    def __init__(self, title: str = "fieldkit", host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+    def __init__(self, title: str = "fieldkit", host: str = DEFAULT_HOST, port: int | None = None,
                  every_seconds: float = 3.0):
+        """`port` None: 8080, or the next free one; a port given must be free (0: any free port)."""
         self.title, self.host, self.port, self.every_seconds = title, host, port, every_seconds
         self.viewer: Viewer | None = None
         self._last_update = float("-inf")
 
     def start(self, model) -> str:
-        """Serves a copy of `model` (a RadianceField or Splats); returns the URL to open."""
+        """Serves a copy of `model` (any Renderable: a field, splats, ...); returns the URL to open."""
         self.viewer = Viewer([model_asset(self.title, snapshot(model))], self.host, self.port, self.title)
         self._progress = add_progress_panel(self.viewer.server.gui)
         return self.viewer.url
@@ -74,7 +75,7 @@ def snapshot(model):
 
 
 @contextlib.contextmanager
-def watching(run, title: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
+def watching(run, title: str, host: str = DEFAULT_HOST, port: int | None = None):
     """Shows a ResumableRun's model (train, convert) while the block runs it."""
     live = LiveView(title, host, port)
     print(f"fieldkit: watch the run at {live.start(run.model)}", file=sys.stderr, flush=True)

@@ -43,8 +43,13 @@ def add_splats(scene, name: str, splats, offset: torch.Tensor):
     return scene.add_gaussian_splats(name, **splat_arrays(splats), position=offset.numpy())
 
 
+def mesh_glb(mesh) -> bytes:
+    """A trimesh.Trimesh as the GLB bytes the browser loads (what viser's add_mesh_trimesh sends)."""
+    return mesh.export(file_type="glb")
+
+
 def add_mesh(scene, name: str, mesh, offset: torch.Tensor):
-    return scene.add_mesh_trimesh(name, mesh, position=offset.numpy())
+    return scene.add_glb(name, mesh_glb(mesh), position=offset.numpy())
 
 
 def add_frustums(scene, name: str, cameras, offset: torch.Tensor, scale: float) -> list:

@@ -1,26 +1,28 @@
-"""Fields rendered for the browser: every field of the scene from one camera, composited by
-depth, and shown as rgb, depth or alpha. Dimension letters: K fields, H rows, W columns."""
+"""Renderables drawn for the browser (fields, and anything else but splats and meshes): each from
+one camera through `render(cameras, background)` alone, composited by depth, and shown as rgb,
+depth or alpha. Dimension letters: K renderables, H rows, W columns."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from fieldkit.cameras import Cameras
+from fieldkit.renderable import Renderable
 
 from .cameras import ray_to_z_depth
 
-CHUNK_RAYS = 4096  # small enough that a camera move interrupts a slow render within a fraction of a second
-EMPTY_DEPTH = 1e4  # where no field is opaque: behind everything the browser draws
+CHUNK_RAYS = 4096  # rays per band: a camera move interrupts a slow render within a fraction of a second
+EMPTY_DEPTH = 1e4  # where nothing rendered is opaque: behind everything the browser draws
 OPAQUE = 0.5  # a pixel this opaque hides the browser's objects behind it
 DISPLAYS = ("rgb", "depth", "alpha")
 
 
 @dataclass
 class Layers:
-    """K fields seen from one camera: premultiplied rgb [K, H, W, 3], alpha and z-depth [K, H, W]."""
+    """K renderables seen from one camera: premultiplied rgb [K, H, W, 3], alpha and z-depth [K, H, W]."""
 
     rgb: torch.Tensor
     alpha: torch.Tensor
@@ -28,26 +30,38 @@ class Layers:
 
 
 @torch.no_grad()
-def render_layers(placed: list[tuple[object, torch.Tensor]], camera: Cameras,
+def render_layers(placed: list[tuple[Renderable, torch.Tensor]], camera: Cameras,
                   abort: Callable[[], bool] = lambda: False) -> Layers | None:
-    """Renders each (RadianceField, offset [3]) over black; None once `abort()` turns true."""
+    """Renders each (Renderable, offset [3]) over black, a band of rows at a time; None once `abort()`
+    turns true."""
     height, width = int(camera.height[0]), int(camera.width[0])
-    origins, directions = camera.image_rays(0)  # [H*W, 3]
+    band = max(CHUNK_RAYS // width, 1)
     layers = []
     for model, offset in placed:
-        device = model.background.device
-        shifted = (origins - offset).to(device)  # moving the field by `offset` moves the rays by -offset
-        black = torch.zeros(3, device=device)
+        moved = _moved(camera, -offset)  # moving the model by `offset` is moving the camera by -offset
+        black = torch.zeros(3, device=model.aabb.device)
         parts = []
-        for chunk_origins, chunk_directions in zip(shifted.split(CHUNK_RAYS), directions.to(device).split(CHUNK_RAYS)):
+        for top in range(0, height, band):
             if abort():
                 return None
-            parts.append(model.render_rays(chunk_origins, chunk_directions, black))
-        layers.append([torch.cat([getattr(part, name) for part in parts]).cpu() for name in ("rgb", "alpha", "depth")])
-    rgb = torch.stack([layer[0] for layer in layers]).view(-1, height, width, 3)
-    alpha = torch.stack([layer[1] for layer in layers]).view(-1, height, width)
-    depth = torch.stack([ray_to_z_depth(layer[2].view(height, width), camera) for layer in layers])
+            output = model.render(_rows(moved, top, min(band, height - top)), black)
+            parts.append([getattr(output, name)[0].cpu() for name in ("rgb", "alpha", "depth")])  # [h, W, ...]
+        layers.append([torch.cat([part[index] for part in parts]) for index in range(3)])
+    rgb = torch.stack([layer[0] for layer in layers])  # [K, H, W, 3]
+    alpha = torch.stack([layer[1] for layer in layers])  # [K, H, W]
+    depth = torch.stack([ray_to_z_depth(layer[2], camera) for layer in layers])
     return Layers(rgb, alpha, depth)
+
+
+def _moved(camera: Cameras, shift: torch.Tensor) -> Cameras:
+    c2w = camera.c2w.clone()
+    c2w[:, :3, 3] += shift.to(c2w)
+    return replace(camera, c2w=c2w)
+
+
+def _rows(camera: Cameras, top: int, rows: int) -> Cameras:
+    """Rows top .. top + rows of the image, as a camera of their own (the principal point moves up)."""
+    return replace(camera, cy=camera.cy - top, height=torch.full_like(camera.height, rows))
 
 
 def composite(layers: Layers, background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,5 +1,6 @@
 """The scene every client sees: assets placed side by side (a comparison), the render options,
-and the server-side render of its fields from any browser camera."""
+and the server-side render, from any browser camera, of its assets that the browser cannot draw
+(every Renderable that is not splats: fields, and whatever else implements the protocol)."""
 from __future__ import annotations
 
 import threading
@@ -50,8 +51,9 @@ class ViewScene:
         self._lock = threading.Lock()
 
     @property
-    def fields(self) -> list[ViewAsset]:
-        return [asset for asset in self.assets if asset.kind == "field"]
+    def rendered(self) -> list[ViewAsset]:
+        """The assets fieldkit renders (the browser draws the others)."""
+        return [asset for asset in self.assets if not asset.drawn_by_browser]
 
     @property
     def aabb(self) -> torch.Tensor:  # [2, 3] around every placed asset
@@ -68,11 +70,11 @@ class ViewScene:
         self.changed()
 
     def render_view(self, view: View, rows: int, abort: Callable[[], bool] = lambda: False):
-        """The fields from a browser camera -> (image uint8 [H, W, 3], z-depth float32 [H, W]), or None
-        when `abort()` turned true first."""
+        """The rendered assets from a browser camera -> (image uint8 [H, W, 3], z-depth float32 [H, W]), or
+        None when `abort()` turned true first."""
         options = self.options
         camera = camera_from_view(view.wxyz, view.position, view.fov, view.aspect, rows)
-        layers = render_layers([(asset.model, asset.offset) for asset in self.fields], camera, abort)
+        layers = render_layers([(asset.model, asset.offset) for asset in self.rendered], camera, abort)
         if layers is None:
             return None
         rgb, alpha, depth = composite(layers, torch.tensor(options.background, dtype=torch.float32))

@@ -40,8 +40,8 @@ def _visibility(teacher: RadianceField, student: RadianceField, stages: list[str
     """The log-density that picks the samples both fields are queried at (see distill_rays)."""
     if colours is not None:
         # target colours stand for the teacher's true images, which its volume only approximates (a
-        # splat teacher's baked volume): cutting samples where that volume turns opaque hid surfaces
-        # from the student (3.5 dB lost with pixels alone), so the student's own density cuts them
+        # splat teacher's baked volume): cutting samples where that volume turns opaque hides surfaces
+        # from the student, so the student's own density cuts them
         return student.field.log_density
     if isinstance(teacher.field, GeometryVectorField) and "encoding" not in stages:
         # a teacher's encoding is most of its cost: keep its geometry for its colour pass

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fieldkit.options import check_numbers
+
 
 @dataclass(frozen=True)
 class StageSchedule:
@@ -26,17 +28,15 @@ STAGES = ("feature", "point", "pixel")
 
 @dataclass
 class ConvertConfig:
-    steps: int = 0
-    """distillation steps (0: the default: for a field teacher and student, as many as fit in
-    about four minutes on a 2-core CPU (900-10000, see fieldkit/distill/step_budget.py), the run
-    ending sooner at max_seconds on a slower machine; 1800 from splats; 3000 into splats)"""
-    max_seconds: float = 0.0
+    steps: int | None = None
+    """distillation steps (default: between fields, as many as fit in max_seconds; 1800 from
+    splats; 3000 into splats)"""
+    max_seconds: float | None = None
     """end the run after this many seconds (projection and renders included), its learning rate and
-    stages compressed to end there (0: 285 s for default steps between fields, none otherwise)"""
-    batch_rays: int = 0
-    """rays per step (0: 2048 from a field teacher, 512 into an MLP, which learns more from more,
-    smaller steps; 4096 from a splat teacher, whose rays cost least, as its colours are rendered
-    in advance)"""
+    stages following the elapsed time (default: 240 between fields when no --steps are given)"""
+    batch_rays: int | None = None
+    """rays per step (default: 512 into an MLP, which learns more from more, smaller steps; 2048
+    into other fields; 4096 from a splat teacher, whose colours are rendered in advance)"""
     feature_start: float = 0.0
     """when the intermediate-feature loss switches on (fraction of the run)"""
     feature_weight: float = 1.0
@@ -57,8 +57,8 @@ class ConvertConfig:
     """rendered-pixel loss weight at the end, as a fraction of its initial weight"""
     splat_points: bool = False
     """let a splat teacher's baked volume teach points until the pixel stage starts (off: that
-    volume, which renders at 30-33 dB against the splats' images, only places the samples, and
-    the pixel stage starts at the first step)"""
+    volume, coarser than the splats' images, only places the samples, and the pixel stage starts
+    at the first step)"""
     density_weight: float = 0.01
     """weight of log-density against colour inside the per-point loss (log-density spans [-15, 15])"""
     rig: str = "auto"
@@ -78,10 +78,10 @@ class ConvertConfig:
     """active: share of each batch from perturbed copies of the hardest camera poses"""
     revisit_jitter: float = 0.05
     """active: size of a revisit's perturbation, as a fraction of the rig's size"""
-    point_focus: float = 0.0
-    """active: extra weight of the point loss on the visible surface samples of opaque rays (0: 3
-    for an MLP student, whose one network must spend its capacity where the pixels come from; 1
-    for the others)"""
+    point_focus: float | None = None
+    """active: extra weight of the point loss on the visible surface samples of opaque rays
+    (default: 3 for an MLP student, whose one network must spend its capacity where the pixels
+    come from; 1 for the others)"""
     views: int = 100
     """whole teacher renders that splats learn from (a splat student), or that give a field
     student its pixels (a splat teacher)"""
@@ -90,22 +90,26 @@ class ConvertConfig:
     eval_resolution: int = 64
     """pixels per side of the held-out views of a field student (splats are scored at the scale of
     the views they learned from)"""
-    learning_rate_scale: float = 0.0
-    """a field student's learning rates, as a multiple of its architecture's training rates (0:
-    twice them for a student that starts blank, since a teacher's targets carry no photo noise,
-    three times for a blank TensoRF-CP student; a quarter of them for a voxel student projected
+    learning_rate_scale: float | None = None
+    """a field student's learning rates, as a multiple of its architecture's training rates
+    (default: twice them for a student that starts blank, since a teacher's targets carry no photo
+    noise, three times for a TensoRF-CP student; a quarter of them for a voxel student projected
     from its teacher, which starts near it)"""
     final_lr_fraction: float = 0.1
     """learning rate at the last step, as a fraction of the first"""
-    warmup: float = -1.0
-    """fraction of the run over which the learning rate rises linearly from near zero (-1: 0.12
-    for an MLP student and for a student whose colour head starts blank, none for the others)"""
+    warmup: float | None = None
+    """fraction of the run over which the learning rate rises linearly from near zero (default:
+    0.12 for an MLP student and for a student whose colour head starts blank, none for the others)"""
     checkpoint_seconds: float = 30.0
     """seconds between checkpoints"""
     seed: int = 0
     """random seed"""
     preset: str = "cpu"
     """student architecture preset: cpu or gpu"""
+
+    def __post_init__(self):
+        check_numbers(self, positive=("steps", "max_seconds", "batch_rays", "views", "eval_views", "eval_resolution",
+                                      "learning_rate_scale", "final_lr_fraction"))
 
     def schedule(self, splat_teacher: bool = False) -> dict[str, StageSchedule]:
         """The stages' schedules. A splat teacher's images are its truth and its baked volume an

@@ -18,7 +18,6 @@ from fieldkit.distill.sampling import choose_rig
 from fieldkit.distill.sources import ActiveShares, RayBatch, RenderedRays, RigRays
 from fieldkit.distill.splat_teacher import SplatTeacher
 from fieldkit.distill.stages import shared_stages
-from fieldkit.distill.step_budget import default_steps, default_time_limit
 from fieldkit.distill.to_splats import SplatDistiller
 from fieldkit.distill.student import (
     inherit_colour_head,
@@ -28,6 +27,7 @@ from fieldkit.distill.student import (
     student_config,
 )
 from fieldkit.distill.views import held_out_cameras, training_views
+from fieldkit.defaults import resolve_convert
 from fieldkit.errors import FieldkitError
 from fieldkit.fields import ARCHITECTURES, field_class
 from fieldkit.fields.base import GeometryVectorField
@@ -36,35 +36,9 @@ from fieldkit.metrics import mse_to_psnr
 from fieldkit.fitting import evaluate
 from fieldkit.runs import ResumableRun, RunDirectory
 
-# default learning-rate multiples (measured at 900 steps): a blank student gained 0.3-1.0 dB at
-# twice its training rates; a projected voxel student 0.2-0.3 dB at a quarter of them, against 1x
-BLANK_RATE_SCALE, PROJECTED_RATE_SCALE = 2.0, 0.25
-# a CP student's three-line products learn slowly: voxels -> tensorf-cp at 1500 steps lost 1.32 dB
-# at twice its rates, 1.14 at three times (an MLP student at three times: -2.68, against -1.50)
-BLANK_RATE_SCALES = {"tensorf-cp": 3.0}
-# rays per step: a splat teacher's colours are rendered in advance, which leaves room for more. An
-# MLP student, whose every step moves all of its weights, learns more from more, smaller steps in
-# the same time (512 rays: hashgrid -> mlp -0.90 dB after 5000 steps, voxels -> mlp -1.36 after
-# 7000; 2048 rays at their step counts of equal time: -1.61 after 1500, -1.76 after 2300)
-FIELD_BATCH_RAYS, SPLAT_TEACHER_BATCH_RAYS = 2048, 4096
-STUDENT_BATCH_RAYS = {"mlp": 512}
-# PVD-AL's point level: the weight of the visible surface samples' extra point loss. Into an MLP
-# (512 rays a step, gap to the teacher's test PSNR at focus 1 / 3 / 8 / 20): tensorf-cp -> mlp,
-# 6000 steps: -1.59 / -1.24 / -0.94 / -0.76 dB; voxels -> mlp, 7000 steps: -1.36 / -1.15 /
-# -1.81 / -2.56, so 3, which helped both
-POINT_FOCUS, STUDENT_POINT_FOCUS = 1.0, {"mlp": 3.0}
-# the teacher marches and renders at least this many rays at once, the batches of the next few
-# steps together: its fixed cost per call is then shared (tensorf-vm, teaching 512 rays: 11.2 ms
-# alone, 5.2 ms a 512 rays in 4096; a whole tensorf-vm -> mlp step took 21 ms)
 TEACHER_RAYS = 4096
-# Adam's first steps move every weight by about its full learning rate, whatever its gradient: at
-# an MLP student's rates that killed half the ReLU units of two of its four layers within 50 steps
-# (voxels -> mlp, 8100 steps: 72 and 57 of 128 dead at the end, -1.13 dB; warming up over the
-# first 300 steps: 22 and 19, -0.91; over 1000: 4 and 6, -0.84). A grid student whose colour
-# head starts blank (the voxel teacher has none to hand over) lost units of that head the same
-# way and then collapsed in its last steps (voxels -> tensorf-vm, 1800 steps: batch PSNR 39 until
-# step 1650, 31 at the end, -2.41 dB, 11 of 64 head units dead; warmed up: -0.88, 1 dead)
-WARMUP = 0.12
+"""The teacher marches and renders at least this many rays at once, the batches of the next few
+steps together, so that its fixed cost per call is shared."""
 
 
 class Converter(ResumableRun):
@@ -73,7 +47,7 @@ class Converter(ResumableRun):
         field_class(architecture)  # an unknown target fails before anything is read or written
         self.config = config
         self.teacher = load_teacher(teacher_path)
-        field_config = student_config(architecture, config.preset, field_overrides)
+        self.field_config = field_config = student_config(architecture, config.preset, field_overrides)
         torch.manual_seed(config.seed)  # parameter initialisation
         self.student = make_student(self.teacher, architecture, field_config)  # before any file is written
         self.run = RunDirectory(out)
@@ -91,23 +65,20 @@ class Converter(ResumableRun):
             self.note(f"{self.teacher.architecture} and {architecture} share no intermediate stage: "
                               "skipping the feature stage")
         self.rig = choose_rig(config.rig, self.teacher.aabb, self.teacher.dataset)
+        splat_teacher = isinstance(self.teacher, SplatTeacher)
+        blank_head = isinstance(self.student.field, GeometryVectorField) and not inherited
+        self.config = config = resolve_convert(config, self.teacher.architecture, architecture, splat_teacher,
+                                               projected, blank_head)
         groups = self.student.field.optimizer_groups()
-        scale = config.learning_rate_scale or (PROJECTED_RATE_SCALE if projected else
-                                                 BLANK_RATE_SCALES.get(architecture, BLANK_RATE_SCALE))
         for group in groups:
-            group["lr"] *= scale
-        # one fused kernel: Adam's separate passes over a voxel grid's or hash table's millions of
-        # entries cost a third of a voxel student's step on a CPU (voxels -> voxels: 0.157 s a step
-        # unfused, 0.102 fused; an Adam step over a 2^21 x 2 table: 19 ms against 1.5)
+            group["lr"] *= config.learning_rate_scale
+        # one fused kernel: Adam's separate passes over a voxel grid's or a hash table's millions of
+        # entries would cost a third of a step
         self.optimizer = torch.optim.Adam(groups, eps=1e-15, fused=True)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
-        blank_head = isinstance(self.student.field, GeometryVectorField) and not inherited
-        self.warmup = config.warmup if config.warmup >= 0 else WARMUP if architecture == "mlp" or blank_head else 0.0
+        self.warmup = config.warmup
         self.generator = torch.Generator().manual_seed(config.seed)
-        splat_teacher = isinstance(self.teacher, SplatTeacher)
-        self.point_focus = config.point_focus or STUDENT_POINT_FOCUS.get(architecture, POINT_FOCUS)
-        self.batch_rays = config.batch_rays or (SPLAT_TEACHER_BATCH_RAYS if splat_teacher else
-                                                  STUDENT_BATCH_RAYS.get(architecture, FIELD_BATCH_RAYS))
+        self.point_focus, self.batch_rays = config.point_focus, config.batch_rays
         if splat_teacher:
             points = "points from their baked volume until the pixel stage starts" if config.splat_points else \
                 "their baked volume places the samples"
@@ -122,16 +93,14 @@ class Converter(ResumableRun):
         self.window_number = -1
         self.active_shares = ActiveShares(config.replay_fraction, config.revisit_fraction,
                                           config.revisit_jitter) if config.active else ActiveShares()
-        # matched beside the splats' images, their baked volume held a hash-grid student 2 dB
-        # below the splats' test PSNR; pixels alone: -0.93 dB (see the splats benchmark)
+        # a splat teacher teaches pixels only: its baked volume, matched beside its images, holds a
+        # student below them (docs/convert.md)
         self.schedule = config.schedule(splat_teacher)
         diagonal = float((self.teacher.aabb[1] - self.teacher.aabb[0]).norm())
         self.stride = sample_stride(diagonal / self.teacher.step_size, architecture, self.teacher.architecture)
-        self.steps = config.steps or default_steps(self.teacher.architecture, architecture)
-        limit = config.max_seconds or (None if config.steps else
-                                       default_time_limit(self.teacher.architecture, architecture))
-        if limit is not None:  # the renders and the projection count against it
-            self.time_budget = limit - self.render_seconds - self.projection_seconds
+        self.steps = config.steps
+        if config.max_seconds is not None:  # the renders and the projection count against it
+            self.time_budget = config.max_seconds - self.render_seconds - self.projection_seconds
         self.step, self.seconds = 0, 0.0
 
     def _start_from_projection(self) -> bool:
@@ -206,7 +175,7 @@ class Converter(ResumableRun):
         return {"psnr_test": evaluate(self.student, test_set)["psnr"]}
 
     def finish(self) -> dict:
-        if self.step < self.steps:
+        if self.steps is not None and self.step < self.steps:
             self.note(f"the time limit ended the run after {self.step} of {self.steps} steps")
         self.student.eval()
         config = self.config
@@ -225,7 +194,8 @@ class Converter(ResumableRun):
                     "teacher_architecture": self.teacher.architecture,
                     "teacher_psnr_test": self.teacher.metrics.get("psnr_test"), "stages": self.stages,
                     "active": self.config.active, "rig": self.rig.name,
-                    "parameters": sum(p.numel() for p in self.student.field.parameters()), "notes": self.notes}
+                    "parameters": sum(p.numel() for p in self.student.field.parameters()), "notes": self.notes,
+                    "settings": {"convert_config": asdict(config), "field_config": asdict(self.field_config)}}
         return self.write_results(metrics)
 
 

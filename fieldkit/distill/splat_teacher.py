@@ -20,7 +20,7 @@ from fieldkit.gaussians.density import occupancy_from_field, splat_volume_field
 from fieldkit.radiance import RadianceField
 from fieldkit.render.splats import LOW_PASS
 from fieldkit.render.volume import RenderOutput
-from fieldkit.train import DEFAULT_SAMPLES_PER_DIAGONAL
+from fieldkit.defaults import PROFILES
 
 OCCUPANCY_RESOLUTION = 64
 BOUNDS_MARGIN = 0.05  # without a dataset, the splat centres' box grows by this fraction per side
@@ -54,7 +54,7 @@ class SplatTeacher(RadianceField):
     def __init__(self, splats: Splats):
         aabb, footprint = splat_scene(splats)
         field = splat_volume_field(splats, aabb, footprint=footprint)
-        step_size = float((aabb[1] - aabb[0]).norm()) / DEFAULT_SAMPLES_PER_DIAGONAL["voxels"]
+        step_size = float((aabb[1] - aabb[0]).norm()) / PROFILES["voxels"].samples_per_diagonal
         super().__init__(field, occupancy_from_field(field, OCCUPANCY_RESOLUTION, step_size), step_size,
                          splats.background)
         self.splats = splats

@@ -30,7 +30,6 @@ from fieldkit.fitting import TrainConfig, evaluate
 
 CANDIDATES_PER_SPLAT = 8
 QUERY_CHUNK = 65536
-DEFAULT_STEPS = 3000
 
 
 @torch.no_grad()
@@ -67,7 +66,7 @@ class SplatDistiller(SplatTrainer):
         self.teacher = load_teacher(teacher_path)
         self.convert_config, self.log, self.notes = config, log, []
         self.rig = choose_rig(config.rig, self.teacher.aabb, self.teacher.dataset)
-        train_config = TrainConfig(steps=config.steps or DEFAULT_STEPS, checkpoint_seconds=config.checkpoint_seconds,
+        train_config = TrainConfig(steps=config.steps, checkpoint_seconds=config.checkpoint_seconds,
                                    final_lr_fraction=config.final_lr_fraction, seed=config.seed)
         request = {"teacher": str(Path(teacher_path).resolve()), "convert_config": asdict(config)}
         self.prepare(out, train_config, overrides, request, self._datasets)

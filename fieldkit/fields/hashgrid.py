@@ -74,6 +74,7 @@ class _TinyCudaHashEncoding(nn.Module):
 
 class HashGridField(GeometryVectorField):
     architecture = "hashgrid"
+    presets = PRESETS  # the config each preset names (cpu, gpu)
     config_class = HashGridConfig
 
     def __init__(self, config: HashGridConfig, aabb: Tensor):

@@ -30,6 +30,7 @@ PRESETS = {"cpu": MLPConfig(), "gpu": MLPConfig(frequencies=10, width=256, depth
 
 class MLPField(GeometryVectorField):
     architecture = "mlp"
+    presets = PRESETS  # the config each preset names (cpu, gpu)
     config_class = MLPConfig
 
     def __init__(self, config: MLPConfig, aabb: Tensor):

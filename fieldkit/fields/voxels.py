@@ -37,7 +37,7 @@ _CORNERS = torch.tensor([[dx, dy, dz] for dz in (0, 1) for dy in (0, 1) for dx i
 def trilinear_corners(unit_points: Tensor, resolution: int) -> tuple[Tensor, Tensor]:
     """[N, 8] flat indices of the grid vertices around each point in [0, 1)^3 (x fastest, as
     the grid stores it) and [N, 8] their trilinear weights. A weighted embedding_bag over them
-    interpolates 8x faster than grid_sample on a CPU (28 channels, 60k points, 2 threads)."""
+    interpolates several times faster than grid_sample on a CPU."""
     position = unit_points * (resolution - 1)
     low = position.floor().clamp(0, resolution - 2)
     fraction = position - low
@@ -53,6 +53,7 @@ PRESETS = {"cpu": VoxelConfig(), "gpu": VoxelConfig(resolution=256, sh_degree=3)
 
 class VoxelField(Field):
     architecture = "voxels"
+    presets = PRESETS  # the config each preset names (cpu, gpu)
     config_class = VoxelConfig
     stage_names = ("sh",)
 

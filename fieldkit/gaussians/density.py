@@ -6,9 +6,9 @@ is kept thinner than half a voxel (none falls between voxel centres), and one sm
 rasterizer's low-pass footprint in every direction is widened to it, as the rasterizer draws
 it; then a splat of opacity o and scales s gets peak density -ln(1 - o) / (s_min sqrt(2 pi)):
 a ray crossing it face-on through its centre collects the splat's own opacity, which is how
-the rasterizer draws a splat's centre. Measured against the rasterizer's images of trained
-splats: 30-33 dB, on the 32 px test scene and the 128 px default scene alike. Colour is the view-independent (degree-0) part; the
-renders of the splats carry the rest to the student's pixel stage.
+the rasterizer draws a splat's centre. Colour is the view-independent (degree-0) part; the
+renders of the splats carry the rest to the student's pixel stage (docs/convert.md compares
+the volume with the splats' own images).
 Dimension letters: N splats, V voxel-splat pairs, R voxels per axis.
 """
 from __future__ import annotations
@@ -28,6 +28,9 @@ from fieldkit.render.splats import quaternion_to_rotation
 
 BAKE_RESOLUTION = 128
 SIGMA_REACH = 3.0  # a Gaussian is summed into the voxels within this many (widened) sigmas
+MAX_REACH_VOXELS = 16
+"""No splat reaches further than this many voxels from its centre, which bounds each splat's work: a
+huge splat (a broken file's, or a far background's) would otherwise cost a pass over the whole grid."""
 CHUNK_PAIRS = 2**22
 COLOUR_LIMIT = 1e-3  # colours are stored as logits: keep them off 0 and 1
 OPACITY_LIMIT = 0.99  # as the rasterizer clamps alpha
@@ -38,7 +41,7 @@ def _splat_volumes(splats: Splats, voxel: float, footprint: float) -> tuple[Tens
     """Per splat: widened precision matrices [N, 3, 3], peak densities [N] and reach [N]."""
     scales = splats.log_scales.exp()
     # only a splat smaller than the low-pass footprint in every direction is drawn visibly wider
-    # than itself (measured: widening every splat by the footprint costs 4-6 dB at 128 px)
+    # than itself, so only such a splat is widened
     below_footprint = scales.amax(dim=-1, keepdim=True) < footprint
     scales = torch.where(below_footprint, scales.clamp(min=math.hypot(voxel / 2, footprint)),
                          scales.clamp(min=voxel / 2))
@@ -47,6 +50,16 @@ def _splat_volumes(splats: Splats, voxel: float, footprint: float) -> tuple[Tens
     rotation = quaternion_to_rotation(splats.quaternions)
     precision = rotation @ torch.diag_embed(scales.pow(-2)) @ rotation.transpose(-1, -2)
     return precision, peak, SIGMA_REACH * scales.amax(dim=-1)
+
+
+def voxel_boxes(means: Tensor, reach: Tensor, low: Tensor, voxel_size: Tensor,
+                resolution: int) -> tuple[Tensor, Tensor]:
+    """Per splat, the first voxel [N, 3] and the extent [N, 3] of the voxels it is summed into:
+    those within its reach (at most MAX_REACH_VOXELS) that lie on the grid."""
+    reach = torch.minimum(reach[:, None], MAX_REACH_VOXELS * voxel_size)  # [N, 3]
+    first = ((means - reach - low) / voxel_size).ceil().clamp(0, resolution).long()
+    last = ((means + reach - low) / voxel_size).floor().clamp(-1, resolution - 1).long()
+    return first, (last - first + 1).clamp(min=0)
 
 
 @torch.no_grad()
@@ -60,9 +73,7 @@ def bake_splats(splats: Splats, aabb: Tensor, resolution: int = BAKE_RESOLUTION,
     voxel_size = (high - low) / (resolution - 1)  # [3]
     precision, peak, reach = _splat_volumes(splats, float(voxel_size.max()), footprint)
     colours = (SH_C0 * splats.sh_dc + 0.5).clamp(0, 1)  # [N, 3]
-    first = ((splats.means - reach[:, None] - low) / voxel_size).ceil().clamp(0, resolution).long()
-    last = ((splats.means + reach[:, None] - low) / voxel_size).floor().clamp(-1, resolution - 1).long()
-    extent = (last - first + 1).clamp(min=0)  # [N, 3]
+    first, extent = voxel_boxes(splats.means, reach, low, voxel_size, resolution)
     counts = extent.prod(dim=-1)
     density = torch.zeros(resolution**3)
     colour_sums = torch.zeros(resolution**3, 3)

@@ -56,24 +56,33 @@ def _parse_header(data: bytes, path: Path) -> _Header:
                 file_format = words[1]
             elif words and words[0] == "element":
                 elements.append(_Element(words[1], int(words[2])))
+                if elements[-1].count < 0:
+                    raise ValueError("a negative count")
             elif words and words[0] == "property":
+                if len(words) < 2:
+                    raise ValueError("a property without a type")
                 elements[-1].properties.append(words[1:])
         except (IndexError, ValueError):
-            raise FieldkitError(f"{path} has a malformed PLY header line: '{line.strip()}'") from None
+            raise FieldkitError(f"{path} has a malformed PLY header line: {_quoted(line.strip())}") from None
     return _Header(file_format, elements, newline + 1)
+
+
+def _quoted(text: str) -> str:
+    """A header line in an error message: quoted, and escaped when it holds unprintable characters."""
+    return f"'{text[:200]}'" if text.isprintable() else repr(text[:200])
 
 
 def _vertex_dtype(header: _Header, path: Path, holding: str = "splats") -> np.dtype:
     """The numpy record type of one vertex; checks that the file is binary and vertices come first."""
     if header.format not in _BYTE_ORDERS:
-        raise FieldkitError(f"{path} is a '{header.format}' PLY; {holding.rstrip('s')} files are binary "
+        raise FieldkitError(f"{path} is a {_quoted(header.format)} PLY; {holding.rstrip('s')} files are binary "
                             f"(re-export it as binary_little_endian)")
     if not header.elements or header.elements[0].name != "vertex":
         raise FieldkitError(f"{path} does not start with a vertex element, so it holds no {holding}")
     columns = []
     for words in header.elements[0].properties:
         if words[0] == "list" or len(words) != 2 or words[0] not in _PLY_TYPES:
-            raise FieldkitError(f"{path} has a vertex property '{' '.join(words)}' that no "
+            raise FieldkitError(f"{path} has a vertex property {_quoted(' '.join(words))} that no "
                                 f"{holding.rstrip('s')} file has")
         columns.append((words[1], _BYTE_ORDERS[header.format] + _PLY_TYPES[words[0]]))
     try:

@@ -17,7 +17,9 @@ from pathlib import Path
 import torch
 
 from fieldkit.data import Dataset, load_dataset
+from fieldkit.defaults import resolve_train
 from fieldkit.errors import FieldkitError
+from fieldkit.options import parse_setting
 from fieldkit.gaussians.asset import (
     save_splats_asset,
     splat_tensors,
@@ -35,14 +37,11 @@ from fieldkit.gaussians.model import MAX_SH_DEGREE, PARAMETER_NAMES, Splats
 from fieldkit.gaussians.ply import read_point_cloud, write_ply
 from fieldkit.asset_file import read_tensors, write_tensors
 from fieldkit.metrics import structural_similarity
-from fieldkit.fitting import PhotoRun, TrainConfig, evaluate
+from fieldkit.fitting import PhotoRun, TrainConfig
 from fieldkit.runs import CHECKPOINT_NAME, RunDirectory, load_optimizer_tensors, optimizer_tensors
 
 ASSET_NAME = "splats.safetensors"
 PLY_NAME = "splats.ply"
-# 128 px tabletop on the 2-core CPU (bench/splats.py): 35.7 dB test PSNR in 593 s, 27 dB
-# after 123 s (a band of SH colour is added every 1000 steps: degree 2 from step 2000)
-DEFAULT_STEPS = 3000
 # 3DGS's scene extent: the radius of the camera centres around their mean, plus 10%
 EXTENT_MARGIN = 1.1
 
@@ -81,10 +80,7 @@ def _with_overrides(configs: list, overrides: dict[str, str]) -> list:
         raise FieldkitError(f"gaussians has no setting '{unknown[0]}'; settings: {', '.join(known)}")
     for name, value in overrides.items():
         config = configs[known[name]]
-        try:
-            configs[known[name]] = dataclasses.replace(config, **{name: type(getattr(config, name))(value)})
-        except ValueError:
-            raise FieldkitError(f"--set {name}={value}: expected a {type(getattr(config, name)).__name__}") from None
+        configs[known[name]] = dataclasses.replace(config, **{name: parse_setting(name, value, getattr(config, name))})
     return configs
 
 
@@ -110,14 +106,15 @@ class SplatTrainer(PhotoRun):
                 datasets: Callable[[], tuple[Dataset, Dataset]]) -> None:
         """Claims the run directory for `request`, then gets the (train, test) datasets and the
         initial splats; `datasets` runs only once the directory is known to be this run's."""
-        self.config = config
         self.run = RunDirectory(out)
         self.splat_config, self.densify = _with_overrides([SplatConfig(), DensifyConfig()], overrides or {})
         if not 0 <= self.splat_config.sh_degree <= MAX_SH_DEGREE:
             raise FieldkitError(f"sh_degree must be 0 to {MAX_SH_DEGREE}, got {self.splat_config.sh_degree}")
-        self.steps = config.steps or DEFAULT_STEPS
-        request = request | {"architecture": "gaussians", "splat_config": asdict(self.splat_config),
-                             "densify_config": asdict(self.densify), "train_config": asdict(config)}
+        self.config = config = resolve_train(config, "gaussians")
+        self.steps = config.steps
+        self.settings = {"splat_config": asdict(self.splat_config), "densify_config": asdict(self.densify),
+                         "train_config": asdict(config)}
+        request = request | {"architecture": "gaussians"} | self.settings
         self.resuming = self.run.claim(request)
         self.train_set, self.test_set = datasets()
         self.extent = scene_extent(self.train_set.cameras.positions)
@@ -196,12 +193,8 @@ class SplatTrainer(PhotoRun):
         if self.densify.resets_at(self.step, self.steps):
             reset_opacities(self.model, self.optimizer, self.densify.reset_opacity)
 
-    def finish(self) -> dict:
-        scores = evaluate(self.model, self.test_set)
-        metrics = {"psnr_test": scores["psnr"], "ssim_test": scores["ssim"], "seconds": self.seconds,
-                   "steps": self.step, "architecture": self.model.architecture, "splats": len(self.model),
-                   "parameters": sum(parameter.numel() for parameter in self.model.parameters())}
-        return self.write_results(metrics)
+    def model_metrics(self) -> dict:
+        return {"splats": len(self.model)}
 
     def save_asset(self) -> None:
         # the .ply first: a run counts as finished once the asset and metrics.json exist

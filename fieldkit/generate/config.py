@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fieldkit.errors import FieldkitError
+from fieldkit.options import check_numbers
 from fieldkit.guidance.schedules import TimestepSchedule
 
 REPRESENTATIONS = ("gaussians", "field")
@@ -19,16 +20,17 @@ class GenerateConfig:
     """representation: gaussians (splats, DreamGaussian-style densification) or field (hash grid)"""
     guidance: str = "sds"
     """score-distillation loss: sds, bsd (balanced, less saturated) or vsd (LoRA variational)"""
-    steps: int = 0
-    """optimisation steps (0: the representation's default)"""
+    steps: int | None = None
+    """optimisation steps (default: 300 for gaussians, 400 for a field)"""
     seed: int = 0
     """random seed; a seed gives the same asset on CPU"""
-    guidance_scale: float = 0.0
-    """classifier-free guidance, diffusers' convention eps_u + s (eps_c - eps_u) (0: the loss's default)"""
+    guidance_scale: float | None = None
+    """classifier-free guidance, diffusers' convention eps_u + s (eps_c - eps_u) (default: 20 for sds
+    and bsd, 7.5 for vsd)"""
     views_per_step: int = 1
     """views rendered and guided per step"""
-    resolution: int = 0
-    """render size in pixels, resized to the prior's resolution (0: the representation's default)"""
+    resolution: int | None = None
+    """render size in pixels, resized to the prior's resolution (default: 64 for gaussians, 32 for a field)"""
     schedule: str = "annealed"
     """timestep schedule: annealed (uniform, shrinking upper bound) or linear (falling, DreamGaussian)"""
     t_min: float = 0.02
@@ -80,8 +82,8 @@ class GenerateConfig:
                                      ("--weighting", self.weighting, ("sds", "uniform"))):
             if value not in choices:
                 raise FieldkitError(f"{name} {value}: choose one of {', '.join(choices)}")
-        if self.steps < 0 or self.views_per_step < 1 or self.resolution < 0:
-            raise FieldkitError("--steps and --resolution must be >= 0 and --views-per-step >= 1")
+        check_numbers(self, positive=("steps", "guidance_scale", "resolution", "views_per_step", "learning_rate_scale", "final_lr_fraction", "lora_rank",
+                                      "max_splats", "preview_every", "turntable_frames", "turntable_resolution"))
         self.timestep_schedule()  # validates the schedule's settings
 
     @property

@@ -143,7 +143,7 @@ class GenerationRun(ResumableRun):
         return self.write_results(metrics | evaluate(self.model, self.prompt) | self.representation_metrics())
 
     def mean_figure(self, name: str, last: bool) -> float | None:
-        """The mean of a figure over the last (or first) FINAL_LOSS_STEPS steps of this session."""
+        """The mean of a figure over the last (or first) FINAL_LOSS_STEPS steps this process ran."""
         window = self.history[-FINAL_LOSS_STEPS:] if last else self.history[:FINAL_LOSS_STEPS]
         return sum(figures[name] for figures in window) / len(window) if window else None
 

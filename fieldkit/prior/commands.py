@@ -5,7 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
-from fieldkit.options import add_dataclass_options, dataclass_from_args
+from fieldkit.atomic import output_directory
+from fieldkit.options import add_dataclass_options, dataclass_from_args, number
 
 
 def cmd_prior_train(args) -> int:
@@ -25,8 +26,7 @@ def cmd_prior_sample(args) -> int:
 
     prior = load_prior(args.prior, args.device)
     images = sample_images(prior, args.prompt, args.n, args.guidance_scale, args.steps, args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_directory(args.out)
     stem = "_".join(prior.normalise_prompt(args.prompt).split())[:60] or "sample"
     for index, image in enumerate(images):
         write_png(out / f"{stem}_{index:02d}.png", image.permute(1, 2, 0))
@@ -66,13 +66,13 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
 
     sample = actions.add_parser("sample", help="sample images from a prior")
     sample.add_argument("prompt")
-    sample.add_argument("--n", type=int, default=8, help="number of images (default: 8)")
+    sample.add_argument("--n", type=number(int, 1), default=8, help="number of images (default: 8)")
     sample.add_argument("--out", required=True, help="output directory for PNGs")
     sample.add_argument("--prior", default=None, help="diffusers pipeline directory or hub id (default: built-in)")
-    sample.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE_SCALE,
+    sample.add_argument("--guidance-scale", type=number(float), default=DEFAULT_GUIDANCE_SCALE,
                         help=f"classifier-free guidance, diffusers convention (default: {DEFAULT_GUIDANCE_SCALE})")
-    sample.add_argument("--steps", type=int, default=DEFAULT_SAMPLING_STEPS, help="DDIM steps")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--steps", type=number(int, 1), default=DEFAULT_SAMPLING_STEPS, help="DDIM steps")
+    sample.add_argument("--seed", type=number(int), default=0)
     sample.add_argument("--device", default="cpu")
     sample.set_defaults(run=cmd_prior_sample)
 
@@ -84,6 +84,6 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
     evaluate = verbs.add_parser("eval-prompt", help="prompt fidelity of an asset's turntable or of images")
     evaluate.add_argument("path", help="an asset (field, splats), a directory of images, or one image")
     evaluate.add_argument("--prompt", required=True, help='a single-object prompt, e.g. "a red cube"')
-    evaluate.add_argument("--views", type=int, default=16, help="turntable views rendered from an asset (default: 16)")
+    evaluate.add_argument("--views", type=number(int, 1), default=16, help="turntable views rendered from an asset (default: 16)")
     evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
     evaluate.set_defaults(run=cmd_eval_prompt)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from fieldkit.errors import FieldkitError
+from fieldkit.options import check_numbers
 from fieldkit.asset_file import read_tensors, write_tensors
 from fieldkit.runs import CHECKPOINT_NAME, RUN_NAME, ResumableRun, RunDirectory, load_optimizer_tensors, optimizer_tensors
 
@@ -54,6 +55,10 @@ class PriorTrainConfig:
     """random seed (data, initial weights and noise)"""
     device: str = "cpu"
     """torch device, e.g. cuda"""
+
+    def __post_init__(self):
+        check_numbers(self, positive=("steps", "batch_size", "learning_rate", "final_lr_fraction", "views_per_object",
+                                      "resolution"))
 
 
 class PriorTrainer(ResumableRun):
