@@ -10,7 +10,7 @@
 (b) PVD's headline experiment, in one run: the MLP trained from scratch on the photos, against
     the same MLP distilled from the hash-grid teacher, with active learning on and off, and
     distilled from a stronger teacher (--strong-teacher, trained for --strong-teacher-steps, at
-    convert's default steps) for when the hash grid scores below the scratch MLP, and from that
+    convert's defaults) for when the hash grid scores below the scratch MLP, and from that
     teacher again with a tenth of the time the scratch run needed (--max-seconds: its whole
     schedule in that time), which reaches the scratch run's PSNR if distillation is 10x faster.
     Test PSNR is probed every few steps (probes are not timed), and the seconds each run needs to

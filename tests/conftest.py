@@ -55,7 +55,7 @@ SMALL_FIELDS = {
 
 @pytest.fixture(scope="session", autouse=True)
 def fieldkit_cache(tmp_path_factory):
-    """No test writes to ~/.cache: built-in scenes are cached in a session directory."""
+    """No test writes to ~/.cache: built-in scenes are cached in a directory of this test run."""
     path = tmp_path_factory.mktemp("fieldkit-cache")
     patch = pytest.MonkeyPatch()
     patch.setenv("FIELDKIT_CACHE", str(path))
