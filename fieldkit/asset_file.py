@@ -22,6 +22,7 @@ from fieldkit.errors import FieldkitError
 
 FORMAT_VERSION = 1
 HEADER_KEY = "fieldkit"
+MAX_COORDINATE = 1e8  # bounds beyond this overflow float32 when a camera frames them
 # what other files start with, for a clear "this is a ..., not a fieldkit asset"
 _MAGIC = ((b"glTF", "a binary glTF (.glb) mesh"), (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
           (b"GIF8", "a GIF image"), (b"ply", "a PLY file (a 3DGS .ply loads under its .ply name)"),
@@ -179,9 +180,10 @@ def box(header: dict, key: str, path, *, strict: bool = True) -> list[list[float
     rows_ok = isinstance(value, list) and len(value) == 2 and \
         all(isinstance(row, list) and len(row) == 3 and all(is_number(x) for x in row) for row in value)
     if rows_ok and strict:
-        rows_ok = all(_finite(x) for row in value for x in row) and all(a < b for a, b in zip(*value))
+        rows_ok = all(_finite(x) and abs(x) <= MAX_COORDINATE for row in value for x in row) and \
+            all(a < b for a, b in zip(*value))
     if not rows_ok:
-        expected = "[[x0, y0, z0], [x1, y1, z1]], finite, with min < max" if strict else \
+        expected = f"[[x0, y0, z0], [x1, y1, z1]] with min < max, within +-{MAX_COORDINATE:g}" if strict else \
             "[[x0, y0, z0], [x1, y1, z1]]"
         raise header_error(path, key, expected, value)
     return [[float(x) for x in row] for row in value]

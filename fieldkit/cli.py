@@ -12,7 +12,7 @@ from fieldkit.errors import FieldkitError
 from fieldkit.options import OneLineParser, add_dataclass_options, dataclass_from_args, number
 from fieldkit.generate.commands import add_verbs as add_generate_verb
 from fieldkit.prior.commands import add_verbs as add_prior_verbs
-from fieldkit.viewer.commands import add_live_options, live_view
+from fieldkit.viewer.commands import add_live_options, check_live_address, live_view
 from fieldkit.viewer.commands import add_verbs as add_view_verb
 
 EXIT_INTERRUPTED = 130
@@ -34,6 +34,7 @@ def cmd_train(args) -> int:
     from fieldkit.fitting import TrainConfig
     from fieldkit.train import make_trainer
 
+    check_live_address(args)
     trainer = make_trainer(args.source, args.arch, args.out, dataclass_from_args(TrainConfig, args),
                            _parse_overrides(args.set))
     if trainer.resuming:
@@ -52,6 +53,7 @@ def cmd_convert(args) -> int:
     def log(line: str) -> None:
         print(f"fieldkit: {line}", file=sys.stderr)
 
+    check_live_address(args)
     converter = make_converter(args.teacher, args.to, args.out, dataclass_from_args(ConvertConfig, args),
                                _parse_overrides(args.set), log=log)
     if converter.resuming:

@@ -193,7 +193,7 @@ def inside_dataset(transforms_path: Path, name: str, what: str) -> Path:
         raise FieldkitError(f"{what} {_shown(name)} cannot be resolved ({error})") from None
     if not resolved.is_relative_to(root):
         raise FieldkitError(f"{what} {_shown(name)} leads outside the dataset directory {root} (through '..' or a "
-                            f"symbolic link); keep the images inside it")
+                            f"symbolic link); keep the dataset's files inside it")
     return joined
 
 
@@ -433,8 +433,6 @@ def _read_image(path: Path, background: Tensor, width: int, height: int) -> Tens
         rgb = rgb * alpha + background.numpy() * (1 - alpha)
     if rgb.shape[:2] != (height, width):
         rgb = _resize_area(rgb, width, height)
-    if not np.isfinite(rgb).all():  # a float image (mode F) may hold NaN
-        raise FieldkitError(f"{path}: the image has NaN or infinite pixel values")
     return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32))
 
 

@@ -89,7 +89,20 @@ def load(path: str | Path) -> RadianceField | Splats:
     """Loads any fieldkit asset, or a 3DGS `.ply` / web `.splat`, into an object with `render(cameras)`."""
     if is_splat_file(path):
         return load_splats(path)
+    return _from_tensors(*read_tensors(path), path)
+
+
+def describe(path: str | Path) -> dict:
+    """What `fieldkit info` shows, after the validation `load` does: the header of an asset,
+    or the summary of a `.ply` / `.splat`. Anything `load` refuses raises the same error."""
+    if is_splat_file(path):
+        return load_splats(path).summary()
     tensors, header = read_tensors(path)
+    _from_tensors(tensors, header, path)
+    return header
+
+
+def _from_tensors(tensors: dict[str, torch.Tensor], header: dict, path) -> RadianceField | Splats:
     kind = header.get("kind")
     if kind == Splats.kind:
         return splats_from_asset(tensors, header, path).eval()
@@ -98,15 +111,6 @@ def load(path: str | Path) -> RadianceField | Splats:
                             f"(it loads 'field' and 'splats' assets)" if isinstance(kind, str) else
                             f"{path} has no asset kind in its header ('kind' is {kind!r}): a damaged asset")
     return load_field(tensors, header, path).eval()
-
-
-def describe(path: str | Path) -> dict:
-    """What `fieldkit info` shows, after the validation `load` does: the header of an asset,
-    or the summary of a `.ply` / `.splat`. Anything `load` refuses raises the same error."""
-    if is_splat_file(path):
-        return load_splats(path).summary()
-    load(path)
-    return read_tensors(path)[1]
 
 
 def load_field(tensors: dict[str, torch.Tensor], header: dict, path) -> RadianceField:

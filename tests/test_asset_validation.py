@@ -129,6 +129,7 @@ BAD_FIELD_ASSETS = {
     "bounds infinite": (set_path("bounds", [[-math.inf, -1, -1], [1, 1, 1]]), "'bounds' must be"),
     "bounds inverted": (set_path("bounds", [[1, 1, 1], [-1, -1, -1]]), "with min < max"),
     "bounds flat": (set_path("bounds", [[0, -1, -1], [0, 1, 1]]), "with min < max"),
+    "bounds beyond float32 framing": (set_path("bounds", [[-1e30, -1, -1], [1, 1, 1]]), "within +-1e+08"),
     "bounds of the wrong shape": (set_path("bounds", [-1, -1, -1, 1, 1, 1]), "'bounds' must be"),
     "bounds of strings": (set_path("bounds", [["a", "b", "c"], [1, 1, 1]]), "'bounds' must be"),
     "step size 0": (set_path("render", "step_size", 0), "'render.step_size' must be a number in (0"),
@@ -263,7 +264,7 @@ BAD_SPLAT_ASSETS = {
     "integer opacities": (retype("opacity_logits", torch.int64), "tensor 'opacity_logits' is int64"),
     "float16 colours": (retype("sh_dc", torch.float16), "tensor 'sh_dc' is float16"),
     "every splat NaN": (tensor_change(lambda tensors: tensors.__setitem__(
-        "means", torch.full_like(tensors["means"], math.nan))), "every one of its 5 splats has NaN or infinite"),
+        "means", torch.full_like(tensors["means"], math.nan))), "every one of its 5 splats has NaN, infinite or out-of-range values"),
     "missing tensor": (tensor_change(lambda tensors: tensors.pop("quaternions")), "without quaternions"),
     "inconsistent shapes": (tensor_change(lambda tensors: tensors.__setitem__("sh_dc", torch.zeros(4, 3))),
                             "inconsistent splats"),

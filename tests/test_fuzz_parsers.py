@@ -43,6 +43,7 @@ from fieldkit.gaussians.asset import save_splats_asset
 from fieldkit.io import describe, save_field
 from fieldkit.radiance import RadianceField
 from fieldkit.render.occupancy import OccupancyGrid
+from fieldkit.rendering import turntable_around
 
 FUZZ = settings.get_profile("fuzz")
 CASE_SECONDS = 30  # a case that takes longer is a hang
@@ -377,11 +378,6 @@ def small_splats(count: int = 6, degree: int = 1) -> Splats:
                   torch.randn(count, (degree + 1) ** 2 - 1, 3, generator=generator) * 0.1)
 
 
-def camera_at(centre: torch.Tensor, distance: float, size: int = 6) -> Cameras:
-    eye = centre + torch.tensor([0.0, -distance, 0.3 * distance])
-    return Cameras.from_fov(look_at(eye[None], centre[None]), size, size, 0.9)
-
-
 def check_splats(splats) -> None:
     assert isinstance(splats, Splats) and len(splats) >= 1
     for name in ("means", "log_scales", "quaternions", "opacity_logits", "sh_dc", "sh_rest"):
@@ -389,10 +385,8 @@ def check_splats(splats) -> None:
         assert value.dtype == torch.float32 and torch.isfinite(value).all(), name
     assert (splats.quaternions.norm(dim=-1) > 0).all()
     assert torch.isfinite(splats.background).all()
-    centre = splats.means.detach().mean(dim=0)
-    spread = float((splats.means.detach() - centre).norm(dim=-1).max()) + 1.0
-    with torch.no_grad():
-        output = splats.render(camera_at(centre, 3 * spread))
+    with torch.no_grad():  # as `fieldkit render --orbit` frames it
+        output = splats.render(turntable_around(splats.aabb, 1, 6))
     assert output.rgb.shape == (1, 6, 6, 3)
 
 
@@ -552,8 +546,7 @@ def check_asset(model) -> None:
     assert math.isfinite(model.step_size) and model.step_size > 0
     for name, value in model.field.state_dict().items():
         assert value.dtype == torch.float32 and torch.isfinite(value).all(), name
-    centre, size = aabb.mean(dim=0), float((aabb[1] - aabb[0]).norm())
-    output = model.render(camera_at(centre, 2 * size))
+    output = model.render(turntable_around(aabb, 1, 6))
     assert output.rgb.shape == (1, 6, 6, 3)
 
 

@@ -170,6 +170,18 @@ def test_nan_and_infinite_splats_are_dropped_with_a_count(tmp_path):
     assert torch.equal(loaded.sh_rest, splats.sh_rest[keep]) and torch.equal(loaded.means, splats.means[keep])
 
 
+def test_splats_beyond_any_scene_are_dropped_with_a_count(tmp_path):
+    splats = make_splats()
+    with torch.no_grad():
+        splats.means[4, 0] = 3e38  # finite, but an orbit around it overflows float32
+        splats.log_scales[6, 2] = 80.0  # a scale of 5e34: its covariance overflows
+    save_splats(splats, tmp_path / "far.ply")
+    with pytest.warns(UserWarning, match=r"far\.ply: dropped 2 of 50 splats with a position beyond \+-1e\+08 or a "
+                                         r"scale above e\^30"):
+        loaded = load_splats(tmp_path / "far.ply")
+    assert len(loaded) == 48 and float(loaded.means.abs().max()) < 1e8
+
+
 def test_all_nan_is_an_error(tmp_path):
     splats = make_splats(count=2)
     with torch.no_grad():

@@ -239,6 +239,14 @@ def test_a_bad_live_view_port_stops_train_before_it_starts(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("verb", [["train", "tabletop"], ["generate", "a red cube"]])
+def test_a_bad_live_view_host_stops_a_job_before_it_writes_anything(verb, tmp_path, capsys):
+    status, lines = run_cli([*verb, "--out", str(tmp_path / "run"), "--view", "--view-host", "no.such.host.invalid"],
+                            capsys)
+    assert status == 2 and len(lines) == 1 and "cannot serve the viewer on" in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_live_viewer_on_a_bad_host_is_one_error_line():
     from fieldkit.viewer.demo import ball_splats
     from fieldkit.viewer.live import LiveView

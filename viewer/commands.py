@@ -51,6 +51,14 @@ def add_live_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--view-port", action=PortOption, default=None, help=f"port of the live viewer ({PORT_HELP})")
 
 
+def check_live_address(args: argparse.Namespace) -> None:
+    """With `--view`, a live viewer's bad host or taken port is an error before the job writes anything."""
+    if getattr(args, "view", False):
+        from .serving import check_address
+
+        check_address(args.view_host, args.view_port)
+
+
 def live_view(args: argparse.Namespace, run, title: str):
     """A context that shows `run` (a ResumableRun) live when `--view` was given."""
     if not getattr(args, "view", False):

@@ -62,8 +62,7 @@ def splats_from_asset(tensors: dict[str, torch.Tensor], header: dict, path: str 
     stored = splats_from_tensors(tensors, header, path)
     if "bounds" in header:
         box(header, "bounds", path, strict=False)  # recomputed from the splats; only its shape is checked
-    with torch.no_grad():
-        arrays = [getattr(stored, name).numpy() for name in PARAMETER_NAMES]
+    arrays = [getattr(stored, name).detach().numpy() for name in PARAMETER_NAMES]
     splats = checked_splats(path, *arrays)
     splats.background.copy_(stored.background)
     splats.metrics, splats.dataset = stored.metrics, stored.dataset

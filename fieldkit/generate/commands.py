@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fieldkit.errors import FieldkitError
 from fieldkit.options import add_dataclass_options, dataclass_from_args
+from fieldkit.viewer.commands import add_live_options, check_live_address
 
 
 def read_prompts(path: str) -> list[str]:
@@ -53,6 +54,7 @@ def cmd_generate(args) -> int:
     if (args.prompt is None) == (args.prompts is None):
         raise FieldkitError('give one prompt ("a red cube") or --prompts FILE, not both')
     config = dataclass_from_args(GenerateConfig, args)
+    check_live_address(args)
     prompts = read_prompts(args.prompts) if args.prompts else [args.prompt]
     _quiet_model_loading()
     prior = load_prior(args.prior, args.device)
@@ -64,15 +66,15 @@ def cmd_generate(args) -> int:
         run = make_run(prompt, directory, config, prior)
         if run.resuming:
             print(f"fieldkit: resuming the run in {directory}", file=sys.stderr)
-        _report(_with_live_view(run, prompt) if args.view else run.generate(), directory)
+        _report(_with_live_view(run, prompt, args) if args.view else run.generate(), directory)
     return 0
 
 
-def _with_live_view(run, prompt: str) -> dict:
+def _with_live_view(run, prompt: str, args: argparse.Namespace) -> dict:
     """Runs with the browser viewer showing the model as it forms."""
     from fieldkit.viewer.live import LiveView
 
-    view = LiveView(title=prompt)
+    view = LiveView(title=prompt, host=args.view_host, port=args.view_port)
     print(f"fieldkit: live view at {view.start(run.model)}", file=sys.stderr)
     run.live_view = view
     try:
@@ -96,6 +98,6 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--prior", default=None,
                         help="diffusers Stable Diffusion 1.x/2.x directory or hub id (default: the built-in prior)")
     parser.add_argument("--device", default="cpu", help="torch device (cuda runs the prior in fp16)")
-    parser.add_argument("--view", action="store_true", help="show the model as it forms in the browser viewer")
+    add_live_options(parser)
     add_dataclass_options(parser, GenerateConfig)
     parser.set_defaults(run=cmd_generate)
