@@ -6,7 +6,8 @@
 (a) The matrix: every teacher architecture (trained with `fieldkit train`'s defaults, kept in
     --teachers so that later runs reuse them) distilled into every other at `fieldkit convert`'s
     defaults: seconds, PSNR against the teacher on held-out synthetic views, and test PSNR
-    against the real test images next to the teacher's.
+    against the real test images next to the teacher's. Teachers and pairs run as `fieldkit
+    batch` jobs (--workers at once), so a stopped matrix resumes where it stopped.
 (b) PVD's headline experiment, in one run: the MLP trained from scratch on the photos, against
     the same MLP distilled from the hash-grid teacher, with active learning on and off, and
     distilled from a stronger teacher (--strong-teacher, trained for --strong-teacher-steps, at
@@ -29,6 +30,7 @@ import torch
 from fieldkit.scenes import DEFAULT_SCENE
 
 from fieldkit.atomic import write_text
+from fieldkit.batch import Job, run_batch
 from fieldkit.data import load_dataset
 from fieldkit.distill import ConvertConfig, Converter
 from fieldkit.fields import ARCHITECTURES
@@ -45,12 +47,25 @@ def teacher_path(directory: Path, architecture: str, steps: int = 0) -> Path:
     return out / "field.safetensors"
 
 
-def matrix_row(teachers: Path, teacher: str, student: str) -> dict:
-    with tempfile.TemporaryDirectory() as out:
-        metrics = Converter(teacher_path(teachers, teacher), student, out, ConvertConfig()).run_conversion()
-    return {"teacher": teacher, "student": student} | {key: metrics[key] for key in (
-        "seconds", "steps", "planned_steps", "psnr_vs_teacher", "psnr_test", "teacher_psnr_test", "log_density_rmse",
-        "stages")} | {"threads": torch.get_num_threads(), "measured": measured()}
+def matrix(teachers: Path, runs: Path, pairs: list[tuple[str, str]], workers: int) -> list[dict]:
+    """Every pair as a `fieldkit batch` of convert jobs (the teachers first, as a batch of train
+    jobs), `workers` at once: a rerun skips what is done."""
+    architectures = sorted({teacher for teacher, _ in pairs})
+    run_batch([Job(arch, ("train", DEFAULT_SCENE, "--arch", arch, "--out", str(teachers / arch)))
+               for arch in architectures], teachers, workers)
+    jobs = [Job(f"{teacher}-{student}", ("convert", str(teachers / teacher / "field.safetensors"), "--to", student,
+                                        "--out", str(runs / f"{teacher}-{student}"))) for teacher, student in pairs]
+    batch = run_batch(jobs, runs, workers)
+    rows = []
+    for job, (teacher, student) in zip(jobs, pairs):
+        outcome = batch.outcomes[job.name]
+        if outcome.status != "done":
+            print(f"{job.name} failed: {outcome.error}")
+            continue
+        rows.append({"teacher": teacher, "student": student} | {key: outcome.metrics.get(key) for key in (
+            "seconds", "steps", "planned_steps", "psnr_vs_teacher", "psnr_test", "teacher_psnr_test",
+            "log_density_rmse", "stages")} | {"workers": workers, "measured": measured()})
+    return rows
 
 
 class PSNRProbe:
@@ -132,6 +147,11 @@ def main() -> None:
     parser.add_argument("--teachers", default=str(Path(tempfile.gettempdir()) / "fieldkit-bench-teachers"),
                         help="directory of the trained teachers (reused when present)")
     parser.add_argument("--pairs", nargs="+", metavar="TEACHER:STUDENT", help="only these pairs of the matrix")
+    parser.add_argument("--runs", default=str(Path(tempfile.gettempdir()) / "fieldkit-bench-matrix"),
+                        help="directory of the matrix's conversions (a rerun skips the pairs done)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="matrix jobs at once (fieldkit batch; more than 1 runs them on a local Ray, each "
+                             "on one thread, which changes their timings)")
     parser.add_argument("--skip-matrix", action="store_true")
     parser.add_argument("--skip-headline", action="store_true")
     parser.add_argument("--probe-every", type=int, default=50, help="steps between test probes in (b)")
@@ -162,10 +182,7 @@ def main() -> None:
         print_headline(results["headline"])
         save()
     if not args.skip_matrix:
-        for teacher, student in pairs:
-            results["matrix"].append(matrix_row(teachers, teacher, student))
-            print_matrix(results["matrix"][-1:])
-            save()
+        results["matrix"] = matrix(teachers, Path(args.runs), pairs, args.workers)
         print_matrix(results["matrix"])
     save()
     print(f"wrote {args.out}")

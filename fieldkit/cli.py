@@ -8,6 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from fieldkit.batch.commands import add_verbs as add_batch_verb
 from fieldkit.errors import FieldkitError
 from fieldkit.options import OneLineParser, add_dataclass_options, dataclass_from_args, number
 from fieldkit.generate.commands import add_verbs as add_generate_verb
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_generate_verb(verbs)  # generate
     add_view_verb(verbs)  # view
     add_prior_verbs(verbs)  # prior train|sample|export, eval-prompt
+    add_batch_verb(verbs)  # batch
     return parser
 
 

@@ -50,6 +50,18 @@ def dataclass_from_args(cls, args: argparse.Namespace):
     return cls(**{field.name: getattr(args, field.name) for field in dataclasses.fields(cls) if hasattr(args, field.name)})
 
 
+def config_argv(config) -> list[str]:
+    """The options that give `config` back through `dataclass_from_args` (None: left to the default)."""
+    argv = []
+    for field in dataclasses.fields(config):
+        value, flag = getattr(config, field.name), "--" + field.name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
 def check_numbers(config, positive: tuple[str, ...] = ()) -> None:
     """Every number of a config is finite and not negative, and those named in `positive` are above
     zero; else one error line naming the option."""

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from fieldkit.errors import FieldkitError
-from fieldkit.options import add_dataclass_options, dataclass_from_args
+from fieldkit.options import add_dataclass_options, config_argv, dataclass_from_args, number
 from fieldkit.viewer.commands import add_live_options, check_live_address
 
 
@@ -61,6 +61,8 @@ def cmd_generate(args) -> int:
     for prompt in prompts:  # fail on any bad prompt before the first run starts
         prior.normalise_prompt(prompt)
     out = Path(args.out)
+    if args.workers is not None and args.workers > 1 and len(prompts) > 1:
+        return _generate_as_batch(prompts, out, config, args)
     for prompt in prompts:
         directory = out / prompt_directory(prompt) if args.prompts else out
         run = make_run(prompt, directory, config, prior)
@@ -68,6 +70,23 @@ def cmd_generate(args) -> int:
             print(f"fieldkit: resuming the run in {directory}", file=sys.stderr)
         _report(_with_live_view(run, prompt, args) if args.view else run.generate(), directory)
     return 0
+
+
+def _generate_as_batch(prompts: list[str], out: Path, config, args: argparse.Namespace) -> int:
+    """One `fieldkit batch` job a prompt, `--workers` at once, each in OUT/PROMPT as without workers."""
+    from fieldkit.batch import Job, run_batch
+
+    common = [*(["--prior", args.prior] if args.prior else []), "--device", args.device, *config_argv(config)]
+    jobs = [Job(prompt_directory(prompt), ("generate", prompt, *common, "--out", str(out / prompt_directory(prompt))))
+            for prompt in prompts]
+    batch = run_batch(jobs, out, args.workers)
+    for job in jobs:
+        outcome = batch.outcomes[job.name]
+        if outcome.status == "done":
+            _report(outcome.metrics, out / job.name)
+        else:
+            print(f"fieldkit: {job.argv[1]!r} failed: {outcome.error}", file=sys.stderr)
+    return 0 if all(batch.outcomes[job.name].status == "done" for job in jobs) else 1
 
 
 def _with_live_view(run, prompt: str, args: argparse.Namespace) -> dict:
@@ -95,6 +114,8 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="run directory (rerun the same command to resume); with "
                                                       "--prompts, one subdirectory per prompt")
     parser.add_argument("--prompts", help="a text file with one prompt per line: one asset each")
+    parser.add_argument("--workers", type=number(int, 1), default=None,
+                        help="with --prompts: prompts generated at once, as `fieldkit batch` jobs (default: 1)")
     parser.add_argument("--prior", default=None,
                         help="diffusers Stable Diffusion 1.x/2.x directory or hub id (default: the built-in prior)")
     parser.add_argument("--device", default="cpu", help="torch device (cuda runs the prior in fp16)")
