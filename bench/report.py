@@ -255,6 +255,8 @@ def generate_section(results: dict) -> list[str]:
              "HSV saturation of the pixels the object covers; seconds are wall time.", "",
              table(["rep", "guidance", "prompts", "steps", "CFG", "seconds", "fidelity", "shape", "colour",
                     "foreground saturation", "commit"], rows, right={2, 3, 4, 5, 6, 7, 8, 9})]
+    if results.get("summary_note"):
+        lines += ["", results["summary_note"]]
     saturation = results.get("saturation_bsd_minus_sds", {})
     if saturation:
         parts = [f"{rep} {entry['mean_bsd_minus_sds']:+.3f} (standard error {entry['standard_error']:.3f}, "
@@ -274,11 +276,44 @@ def generate_section(results: dict) -> list[str]:
                       f"{cube['seconds']:.0f} s of optimisation, {cube['wall_seconds']:.0f} s wall time with its "
                       f"outputs, final loss {cube['final_loss']:.0f}, fidelity {cube['fidelity']:.2f}, "
                       f"{cube['splats']:,} splats."]
+    lines += geometry_lines(results)
     for row in results.get("sd21_base_step", []):
         lines += ["", f"One {row['guidance'].upper()} step at Stable-Diffusion-2.1-base size ({row['resolution']} px, "
                       f"random weights built from its configs, on {row['device']}: 64 px splat render resized, VAE "
                       f"encode with gradient, two UNet passes) takes {row['seconds_per_step']:.1f} s. "
                       f"{measured_line([row.get('measured', results['measured'])])}."]
+    return lines
+
+
+GEOMETRY_SECTIONS = {"geometry": "every single-object prompt", "guidance_subset": "one prompt per shape"}
+
+
+def geometry_lines(results: dict) -> list[str]:
+    """The geometry tables (`fieldkit.generate.geometry`): the initial splat ball against each guidance."""
+    lines = []
+    for name, what in GEOMETRY_SECTIONS.items():
+        section = results.get(name)
+        if not section:
+            continue
+        rows = [[group["rep"], "initial ball (baseline)" if group["guidance"] == "initial" else group["guidance"].upper(),
+                 str(group["prompts"]), str(group["steps"]), number(group["wall_seconds"], 0),
+                 number(group.get("max_wall_seconds"), 0), number(group["iou"], 3), number(group["min_iou"], 3),
+                 f"{group['stray']:.1%}", number(group["depth_error"], 3), number(group["colour_distance"], 3),
+                 number(group["fidelity"], 3), (group.get("measured") or section["measured"])["commit"]]
+                for group in section["summary"]]
+        loads = [row["load"][0] for row in section["runs"] if "load" in row]
+        load = f" The machine is shared: the load average was {min(loads):.1f}-{max(loads):.1f} during the runs." \
+            if loads else ""
+        lines += ["", f"Geometry against the ground truth, {what} ({measured_line(measured_of(*section['summary'], default=section['measured']))}, "
+                      f"`python bench/generate.py --baseline`, {machine(section)} per run). The asset and the prompt's "
+                      "true shape are rendered over 24 azimuths at elevations 0, 20, 40, 60 and 80 after fitting the "
+                      "asset's scale and turn; IoU is the silhouettes' (mean over views; min: the worst prompt), "
+                      "stray the asset's coverage outside the true silhouette as a share of the frame, depth the "
+                      "mean error on the overlap (world units; objects are about 1 tall), colour the RGB distance "
+                      "of the mean foreground colour to the shaded palette colour. Seconds are wall time per prompt "
+                      f"(mean, max), metrics included.{load}", "",
+                  table(["rep", "guidance", "prompts", "steps", "seconds", "max s", "IoU", "min IoU", "stray",
+                         "depth", "colour", "fidelity", "commit"], rows, right=set(range(2, 12)))]
     return lines
 
 
@@ -321,9 +356,26 @@ def viewer_section(results: dict) -> list[str]:
             table(["figure", "seconds"], rows, right={1})]
 
 
+def kernels_section(results: dict) -> list[str]:
+    rows = [[row["op"], row["size"], number(row["native_seconds"], 4), number(row["reference_seconds"], 4),
+             f"{row['speedup']:.1f}x", f"{row['max_difference']:.0e}"] for row in results["ops"]]
+    load = results["load_average"]
+    return ["## Native kernels", "",
+            f"{measured_line([results['measured']])}, on an {machine(results)} (`OMP_NUM_THREADS=2 python "
+            "bench/kernels.py`). Forward + backward of each op's native CPU kernel (cuda/, built on first use, "
+            "see [kernels](kernels.md)) against its torch reference in the same run, best of "
+            f"{results['repeats']} after a warm-up; \"difference\" is the largest difference between the two paths' "
+            "outputs and gradients, relative to the reference's largest magnitude. The hash encoding is "
+            "`HashGridConfig`'s default grid (16 levels, 2 features, 2^17 rows per level). The machine is shared: "
+            f"its load average was {load['before'][0]:.1f} before the run and {load['after'][0]:.1f} after. The extension built in {results['build_seconds']:.0f} s on "
+            "first use.", "",
+            table(["op", "size", "native (s)", "torch (s)", "speedup", "difference"], rows, right={2, 3, 4, 5})]
+
+
 def benchmarks_page() -> str:
     train, convert, splats = load("train"), load("convert"), load("splats")
     generate, prior, viewer = load("generate"), load("prior"), load("viewer")
+    kernels = load("kernels")
     sections = [
         ["# Benchmarks", "",
          "<!-- written by bench/report.py from bench/results/*.json: edit those, then run "
@@ -335,7 +387,8 @@ def benchmarks_page() -> str:
          "defaults are what they are: [convert](convert.md), [train](train.md), [generate](generate.md), "
          "[prior](prior.md), [viewer](viewer.md)."],
         train_section(train), headline_section(convert) + matrix_section(convert), splats_section(splats),
-        generate_section(generate), prior_section(prior), viewer_section(viewer)]
+        generate_section(generate), prior_section(prior), viewer_section(viewer),
+        kernels_section(kernels)]
     return "\n\n".join("\n".join(section) for section in sections) + "\n"
 
 

@@ -145,11 +145,17 @@ def finite_number(section: dict, key: str, path, prefix: str = "", *, low: float
         raise FieldkitError(f"{path} has an incomplete fieldkit header (no '{name}'): a damaged asset (re-save it)")
     value = section[key]
     if not is_number(value) or not _finite(value) or value < low or value > high or (low_open and value == low):
-        bracket = "(" if low_open else "["
-        expected = "a finite number" if (low, high) == (-math.inf, math.inf) else \
-            f"a number in {bracket}{low:g}, {high:g}]"
-        raise header_error(path, name, expected, value)
+        raise header_error(path, name, _range_text(low, high, low_open), value)
     return float(value)
+
+
+def _range_text(low: float, high: float, low_open: bool) -> str:
+    if high == math.inf:
+        if low == -math.inf:
+            return "a finite number"
+        return "a positive number" if (low, low_open) == (0, True) else \
+            f"a finite number {'>' if low_open else '>='} {low:g}"
+    return f"a number in {'(' if low_open else '['}{low:g}, {high:g}]"
 
 
 def whole_number(section: dict, key: str, path, prefix: str = "", *, low: int = 0, high: int = 2**31 - 1) -> int:

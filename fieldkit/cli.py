@@ -55,17 +55,49 @@ def cmd_convert(args) -> int:
         print(f"fieldkit: {line}", file=sys.stderr)
 
     check_live_address(args)
+    mesh_config = _mesh_config(args) if args.to == "mesh" else None
     converter = make_converter(args.teacher, args.to, args.out, dataclass_from_args(ConvertConfig, args),
-                               _parse_overrides(args.set), log=log)
+                               _parse_overrides(args.set), log=log, mesh_config=mesh_config)
     if converter.resuming:
         log(f"resuming the run in {args.out}")
     with live_view(args, converter, "convert"):
         metrics = converter.run_conversion()
+    if args.to == "mesh":
+        return _report_mesh(metrics, args.out)
     test = f", test PSNR {metrics['psnr_test']:.2f} dB" if "psnr_test" in metrics else ""
     print(f"PSNR vs teacher {metrics['psnr_vs_teacher']:.2f} dB{test} after {metrics['steps']} steps "
           f"in {metrics['seconds']:.0f} s")
     print(f"wrote {Path(args.out) / converter.asset_name} and {Path(args.out) / 'metrics.json'}")
     return 0
+
+
+def _mesh_config(args):
+    from fieldkit.mesh.config import MeshConfig
+
+    return dataclass_from_args(MeshConfig, args)
+
+
+def _report_mesh(metrics: dict, out: str) -> int:
+    test = f", test PSNR {metrics['psnr_test_before']:.2f} -> {metrics['psnr_test']:.2f} dB" \
+        if "psnr_test" in metrics else ""
+    print(f"PSNR vs teacher {metrics['psnr_vs_teacher_before']:.2f} -> {metrics['psnr_vs_teacher']:.2f} dB{test} "
+          f"({metrics['faces']} faces, {metrics['steps']} refinement steps, {metrics['seconds']:.0f} s)")
+    print(f"wrote {Path(out) / 'mesh.glb'}, {Path(out) / 'mesh.obj'} and {Path(out) / 'metrics.json'}")
+    return 0
+
+
+def cmd_refine(args) -> int:
+    from fieldkit.distill import ConvertConfig
+    from fieldkit.distill.to_mesh import MeshDistiller
+
+    def log(line: str) -> None:
+        print(f"fieldkit: {line}", file=sys.stderr)
+
+    config = ConvertConfig(rig=args.rig, seed=args.seed, checkpoint_seconds=args.checkpoint_seconds)
+    refiner = MeshDistiller(args.teacher, args.out, config, _mesh_config(args), mesh_path=args.mesh, log=log)
+    if refiner.resuming:
+        log(f"resuming the run in {args.out}")
+    return _report_mesh(refiner.run_conversion(), args.out)
 
 
 def cmd_render(args) -> int:
@@ -83,11 +115,11 @@ def cmd_render(args) -> int:
 
 def cmd_info(args) -> int:
     from fieldkit.gaussians import is_splat_file
-    from fieldkit.asset_file import read_tensors
+    from fieldkit.io import describe
 
     if is_splat_file(args.asset):
         return _splats_info(args)
-    _, header = read_tensors(args.asset)
+    header = describe(args.asset)
     if args.json:
         print(json.dumps(header, indent=2))
         return 0
@@ -145,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     from fieldkit.distill import ConvertConfig
     from fieldkit.fields import ARCHITECTURES
     from fieldkit.fitting import TrainConfig
+    from fieldkit.mesh.config import MeshConfig
 
     parser = OneLineParser(prog="fieldkit", description="Convert, generate, train and view 3D fields.")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -158,9 +191,22 @@ def build_parser() -> argparse.ArgumentParser:
     convert = verbs.add_parser("convert", help="distil a field or splats into another representation (PVD)")
     convert.add_argument("teacher", help="the teacher: a field or splat asset (.safetensors), or a 3DGS .ply")
     convert.add_argument("--to", required=True,
-                         help=f"student representation, one of: {', '.join(ARCHITECTURES)}, gaussians")
+                         help=f"student representation, one of: {', '.join(ARCHITECTURES)}, gaussians, mesh")
     _add_run_options(convert, ConvertConfig, "override one student architecture setting, e.g. --set width=256")
+    add_dataclass_options(convert.add_argument_group("mesh student (--to mesh)"), MeshConfig)
     convert.set_defaults(run=cmd_convert)
+
+    refine = verbs.add_parser("refine", help="refine a textured mesh (.glb/.obj) against a teacher's renders")
+    refine.add_argument("mesh", help="the mesh to refine: a .glb or .obj with UVs and a texture")
+    refine.add_argument("--teacher", required=True, help="what the mesh should look like: a field, splats or mesh")
+    refine.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
+    refine.add_argument("--rig", default="auto", help="synthetic cameras: sphere, hemisphere, box or auto "
+                        "(as for convert)")
+    refine.add_argument("--seed", type=number(int), default=0, help="random seed (default: 0)")
+    refine.add_argument("--checkpoint-seconds", type=number(float, 0, above=True), default=30.0,
+                        help="seconds between checkpoints (default: 30.0)")
+    add_dataclass_options(refine.add_argument_group("refinement (extraction options do not apply)"), MeshConfig)
+    refine.set_defaults(run=cmd_refine)
 
     render = verbs.add_parser("render", help="render an asset from cameras or on a turntable")
     render.add_argument("asset")
@@ -191,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_view_verb(verbs)  # view
     add_prior_verbs(verbs)  # prior train|sample|export, eval-prompt
     add_batch_verb(verbs)  # batch
+    parser.set_defaults(parser=parser)  # what batch checks its jobs' command lines with
     return parser
 
 

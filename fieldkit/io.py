@@ -19,6 +19,7 @@ from fieldkit.errors import FieldkitError
 from fieldkit.fields import field_class
 from fieldkit.gaussians import Splats, is_splat_file, load_splats
 from fieldkit.gaussians.asset import splats_from_asset
+from fieldkit.mesh import Mesh, is_mesh_file, load_mesh
 from fieldkit.radiance import RadianceField
 from fieldkit.render.occupancy import OccupancyGrid
 
@@ -85,18 +86,22 @@ def load_model_tensors(model: RadianceField, tensors: dict[str, torch.Tensor], p
         raise FieldkitError(f"{path} does not match its own header: {str(error).splitlines()[0]}") from None
 
 
-def load(path: str | Path) -> RadianceField | Splats:
-    """Loads any fieldkit asset, or a 3DGS `.ply` / web `.splat`, into an object with `render(cameras)`."""
+def load(path: str | Path) -> RadianceField | Splats | Mesh:
+    """Loads any fieldkit asset, a 3DGS `.ply` / web `.splat`, or a textured `.glb` / `.obj` mesh,
+    into an object with `render(cameras)`."""
     if is_splat_file(path):
         return load_splats(path)
+    if is_mesh_file(path):
+        return load_mesh(path)
     return _from_tensors(*read_tensors(path), path)
 
 
 def describe(path: str | Path) -> dict:
     """What `fieldkit info` shows, after the validation `load` does: the header of an asset,
-    or the summary of a `.ply` / `.splat`. Anything `load` refuses raises the same error."""
-    if is_splat_file(path):
-        return load_splats(path).summary()
+    or the summary of a `.ply` / `.splat` (or a `.glb` / `.obj` mesh). Anything `load` refuses
+    raises the same error."""
+    if is_splat_file(path) or is_mesh_file(path):
+        return load(path).summary()
     tensors, header = read_tensors(path)
     _from_tensors(tensors, header, path)
     return header

@@ -132,7 +132,7 @@ BAD_FIELD_ASSETS = {
     "bounds beyond float32 framing": (set_path("bounds", [[-1e30, -1, -1], [1, 1, 1]]), "within +-1e+08"),
     "bounds of the wrong shape": (set_path("bounds", [-1, -1, -1, 1, 1, 1]), "'bounds' must be"),
     "bounds of strings": (set_path("bounds", [["a", "b", "c"], [1, 1, 1]]), "'bounds' must be"),
-    "step size 0": (set_path("render", "step_size", 0), "'render.step_size' must be a number in (0"),
+    "step size 0": (set_path("render", "step_size", 0), "'render.step_size' must be a positive number, got 0"),
     "step size negative": (set_path("render", "step_size", -0.1), "'render.step_size'"),
     "step size NaN": (set_path("render", "step_size", math.nan), "'render.step_size'"),
     "step size infinite": (set_path("render", "step_size", math.inf), "'render.step_size'"),
@@ -142,8 +142,9 @@ BAD_FIELD_ASSETS = {
     "occupancy resolution 0": (set_path("occupancy", "resolution", 0), "'occupancy.resolution'"),
     "occupancy resolution 2.5": (set_path("occupancy", "resolution", 2.5), "'occupancy.resolution'"),
     "occupancy resolution not the file's": (set_path("occupancy", "resolution", 5), "tensor 'occupancy.density'"),
-    "occupancy decay 2": (set_path("occupancy", "decay", 2), "'occupancy.decay'"),
-    "occupancy threshold NaN": (set_path("occupancy", "opacity_threshold", math.nan), "'occupancy.opacity_threshold'"),
+    "occupancy decay 2": (set_path("occupancy", "decay", 2), "'occupancy.decay' must be a number in [0, 1], got 2"),
+    "occupancy threshold NaN": (set_path("occupancy", "opacity_threshold", math.nan),
+                                "'occupancy.opacity_threshold' must be a finite number >= 0, got nan"),
     "voxels of resolution 10^5": (set_path("config", "resolution", 10**5), "values but the file holds"),
     "voxels of resolution 10^9": (set_path("config", "resolution", 10**9), "'config.resolution' must be a whole"),
     "voxels of SH degree 40": (set_path("config", "sh_degree", 40), "'config.sh_degree'"),
@@ -316,15 +317,17 @@ def torch_zip(path) -> None:
         archive.writestr("archive/data.pkl", pickle.dumps({"weights": [1, 2]}))
 
 
+# a .glb or .obj under its own name loads as a mesh (fieldkit.mesh); under another name it is
+# named for what it is
 FOREIGN_FILES = {
-    "mesh.glb": (glb, "is a binary glTF (.glb) mesh, not a fieldkit asset"),
     "mesh.safetensors": (glb, "is a binary glTF (.glb) mesh, not a fieldkit asset"),
+    "mesh.bin": (glb, "is a binary glTF (.glb) mesh, not a fieldkit asset"),
     "render.png": (lambda path: path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64)), "is a PNG image, not a fieldkit"),
     "photo.jpg": (lambda path: path.write_bytes(b"\xff\xd8\xff\xe0" + bytes(64)), "is a JPEG image"),
     "header.json": (lambda path: path.write_text(json.dumps({"kind": "field", "bounds": [[0, 0, 0], [1, 1, 1]]})),
                     "is a JSON text file, not a fieldkit asset"),
-    "mesh.obj": (lambda path: path.write_text("# exported\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n"),
-                 "a Wavefront .obj mesh?"),
+    "mesh.asset": (lambda path: path.write_text("# exported\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n"),
+                   "a Wavefront .obj mesh?"),
     "model.pt": (torch_zip, "zip archive (a PyTorch .pt/.pth checkpoint? fieldkit never unpickles)"),
     "weights.pkl": (lambda path: path.write_bytes(pickle.dumps([1, 2, 3], protocol=4)), "Python pickle"),
     "empty.safetensors": (lambda path: path.write_bytes(b""), "not a readable safetensors file"),

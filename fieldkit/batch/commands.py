@@ -13,7 +13,7 @@ def cmd_batch(args) -> int:
     from fieldkit.batch.runner import run_batch
 
     out = Path(args.out).resolve()
-    jobs = read_jobs(args.jobs, out)  # every job is checked before any runs
+    jobs = read_jobs(args.jobs, out, args.parser)  # every job is checked before any runs
     batch = run_batch(jobs, out, args.workers, args.ray_address, args.cpus_per_job, args.gpus_per_job)
     outcomes = [batch.outcomes[job.name] for job in jobs]
     failed = [(job.name, outcome.error) for job, outcome in zip(jobs, outcomes) if outcome.status == "failed"]

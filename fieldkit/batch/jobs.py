@@ -2,6 +2,7 @@
 checked against the real command-line parser before anything runs."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -76,12 +77,10 @@ def _command(entry, where: str) -> tuple[str | None, list[str]]:
     raise FieldkitError(f"{where}: a job is a command line, a list of arguments or a mapping with 'command'")
 
 
-def read_jobs(path: str | Path, out: Path) -> list[Job]:
+def read_jobs(path: str | Path, out: Path, parser: argparse.ArgumentParser) -> list[Job]:
     """Every job of the file, named, with `{out}` (the batch directory) filled in and `--out` set;
-    a job the command line would refuse is refused here, before any job runs."""
-    from fieldkit.cli import build_parser
-
-    path, parser, jobs = Path(path), build_parser(), []
+    a job that `parser` (fieldkit's command line) would refuse is refused here, before any job runs."""
+    path, jobs = Path(path), []
     for index, entry in enumerate(_entries(path)):
         where = f"{path} job {index + 1}"
         name, argv = _command(entry, where)

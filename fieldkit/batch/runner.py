@@ -5,12 +5,12 @@ runs only what did not finish.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,30 +36,21 @@ class Outcome:
 
 
 def run_job(job: Job, log_path: str, cwd: str, threads: int) -> Outcome:
-    """Runs `job` in this process, its output in `log_path`. Used in place and inside Ray workers."""
-    import torch
-
-    from fieldkit.cli import main
-
-    os.chdir(cwd)  # a Ray worker starts elsewhere; the job's relative paths are the caller's
-    torch.set_num_threads(threads)
+    """Runs `job` as its own `fieldkit` process, its output in `log_path`: a job's state never leaks
+    into the next, and a Ray worker runs it exactly as this machine would."""
+    environment = os.environ | {"OMP_NUM_THREADS": str(threads)}
     started = time.perf_counter()
-    with open(log_path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        try:
-            code = main(list(job.argv))
-        except SystemExit as exit:
-            code = exit.code
-        except Exception:  # noqa: BLE001 - a job's crash is its failure, not the batch's
-            traceback.print_exc()
-            code = 1
+    with open(log_path, "w") as log:
+        code = subprocess.run([sys.executable, "-m", "fieldkit.cli", *job.argv], cwd=cwd, env=environment,
+                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT).returncode
     seconds = time.perf_counter() - started
-    if code == EXIT_INTERRUPTED:
+    if code in (EXIT_INTERRUPTED, -signal.SIGINT):
         raise KeyboardInterrupt
     if code != 0:
         lines = [line for line in Path(log_path).read_text().splitlines() if line.strip()]
         errors = [line for line in lines if line.startswith("fieldkit: error")] or lines[-1:] or ["no output"]
         return Outcome(list(job.argv), "failed", seconds, errors[-1])
-    metrics_path = Path(job.argv[job.argv.index("--out") + 1]) / "metrics.json"
+    metrics_path = Path(cwd, job.argv[job.argv.index("--out") + 1]) / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
     return Outcome(list(job.argv), "done", seconds, metrics=metrics)
 
@@ -145,7 +136,7 @@ def _counts(batch: Batch, jobs: list[Job], running: int) -> dict:
 def _threads() -> int:
     import torch
 
-    return torch.get_num_threads()
+    return torch.get_num_threads()  # a job alone gets this process's threads
 
 
 def ray_available() -> bool:

@@ -1,5 +1,6 @@
 """Input encodings: positional (NeRF), spherical harmonics (view directions) and the
-multiresolution hash grid (instant-ngp), all vectorised torch."""
+multiresolution hash grid (instant-ngp). The hash grid runs the native kernel of cuda/hash_encoding.h
+when it is built (fieldkit/native.py) and its vectorised torch reference otherwise."""
 from __future__ import annotations
 
 import math
@@ -7,6 +8,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+from fieldkit import native
 
 
 class PositionalEncoding(nn.Module):
@@ -82,6 +86,40 @@ class _TableGather(torch.autograd.Function):
         return grad_table, None, grad_weights
 
 
+class _NativeHashEncode(torch.autograd.Function):
+    """torch.ops.fieldkit.hash_encode_*: the same values and gradients as `HashEncoding.reference`.
+    Saves the points and references to the table and grid constants; the corners are recomputed
+    in the backward rather than stored (they would be [L, N, 8] rows and weights)."""
+
+    @staticmethod
+    def forward(ctx, points: Tensor, table: Tensor, resolution: Tensor, multipliers: Tensor, dense_levels: int,
+                log2_table_size: int) -> Tensor:  # [N, 3] -> [N, L * F]
+        ctx.save_for_backward(points, table, resolution, multipliers)
+        ctx.grid = (dense_levels, log2_table_size)
+        return torch.ops.fieldkit.hash_encode_forward(points, table, resolution, multipliers, dense_levels,
+                                                      log2_table_size)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        points, table, resolution, multipliers = ctx.saved_tensors
+        grad_table, grad_points = torch.ops.fieldkit.hash_encode_backward(
+            grad.contiguous(), points, table, resolution, multipliers, *ctx.grid, ctx.needs_input_grad[1],
+            ctx.needs_input_grad[0])
+        return grad_points, grad_table, None, None, None, None
+
+
+def hash_encode(points: Tensor, table: Tensor, resolution: Tensor, multipliers: Tensor, dense_levels: int,
+                log2_table_size: int) -> Tensor:
+    """The native hash encoding [N, 3] -> [N, L * F] (see `HashEncoding`); callers check
+    `native.wanted` first. Other dtypes and strided inputs are converted, with one logged line."""
+    dtype = torch.promote_types(points.dtype, table.dtype)
+    points, table = native.prepare("hash encoding", points, table)
+    out = _NativeHashEncode.apply(points, table, resolution.float().contiguous(), multipliers.int().contiguous(),
+                                  dense_levels, log2_table_size)
+    return out.to(dtype)
+
+
 class HashEncoding(nn.Module):
     """Multiresolution hash encoding (Mueller et al. 2022) over points in [0, 1]^3.
 
@@ -93,7 +131,7 @@ class HashEncoding(nn.Module):
                  max_resolution: int):
         super().__init__()
         self.levels, self.features_per_level = levels, features_per_level
-        self.table_size = 2**log2_table_size
+        self.table_size, self.log2_table_size = 2**log2_table_size, log2_table_size
         growth = math.exp((math.log(max_resolution) - math.log(base_resolution)) / max(levels - 1, 1))
         resolution = torch.tensor([math.floor(base_resolution * growth**level) for level in range(levels)])
         dense = (resolution + 1) ** 3 <= self.table_size
@@ -108,6 +146,14 @@ class HashEncoding(nn.Module):
         self.output_dim = levels * features_per_level
 
     def forward(self, x: Tensor) -> Tensor:  # [N, 3] in [0, 1] -> [N, L * F]
+        if native.wanted(x, self.table):
+            return hash_encode(x, self.table, self.resolution, self.multipliers, self.dense_levels,
+                               self.log2_table_size)
+        return self.reference(x)
+
+    def reference(self, x: Tensor) -> Tensor:  # [N, 3] in [0, 1] -> [N, L * F]
+        """The torch reference: the specification the native kernel is tested against, and the
+        fallback where it is not built."""
         count, dense_levels = x.shape[0], self.dense_levels
         resolution = self.resolution[:, None, None]
         position = x[None] * resolution  # [L, N, 3]

@@ -1,6 +1,8 @@
 """Instant-NGP: multiresolution hash grid + a small MLP to the geometry vector.
 
-The grid is vectorised torch. With backend "auto", tinycudann's fused encoding is used when
+Backend "torch" is fieldkit's own grid: the native kernel (cuda/hash_encoding.h) wherever it is
+built, its vectorised torch reference otherwise; the two share one table layout, so an asset
+moves freely between them. With backend "auto", tinycudann's fused encoding is used when
 it is importable and CUDA is available; the resolved backend is stored in the asset's
 config, because the two backends lay out their tables differently.
 """

@@ -1,4 +1,5 @@
-"""Volume rendering of a field along rays: the torch reference.
+"""Volume rendering of a field along rays. Compositing runs the native kernel of cuda/volume.h
+when it is built (fieldkit/native.py) and its torch reference, `accumulate_reference`, otherwise.
 
 nerfacc's split: the renderer owns sampling, transmittance, weights and accumulation and
 takes the field as a callback, so fields, splat densities and distilled students share it.
@@ -12,7 +13,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
+from fieldkit import native
 from fieldkit.fields.activations import density_from_log
 from fieldkit.render.occupancy import OccupancyGrid
 
@@ -137,6 +140,53 @@ def march(log_density_fn: LogDensityFn, grid: OccupancyGrid, origins: Tensor, di
     return visible_samples(log_density_fn, samples, origins.shape[0], step_size)
 
 
+def accumulate_reference(log_density: Tensor, rgb: Tensor, t: Tensor, rays: Tensor, ray_count: int,
+                         step_size: float) -> tuple[Tensor, Tensor]:
+    """Front-to-back compositing of packed samples sorted by ray: each sample's weight [M]
+    (detached) and, per ray, [alpha, r, g, b, weighted depth sum] [R, 5]. The torch reference."""
+    optical_depth = density_from_log(log_density) * step_size  # [M]
+    transmittance = torch.exp(-_exclusive_sums(optical_depth, rays, ray_count))
+    weights = transmittance * (1 - torch.exp(-optical_depth))  # [M]
+    per_ray = t.new_zeros(ray_count, 5).index_add(0, rays, torch.cat(
+        [weights[:, None], weights[:, None] * rgb, (weights * t)[:, None]], dim=-1))
+    return weights.detach(), per_ray
+
+
+class _NativeComposite(torch.autograd.Function):
+    """torch.ops.fieldkit.composite_*: the values and gradients of `accumulate_reference`. Saves
+    the inputs only; the backward recomputes each ray's transmittance rather than storing it."""
+
+    @staticmethod
+    def forward(ctx, log_density: Tensor, rgb: Tensor, t: Tensor, ray_starts: Tensor, step_size: float):
+        weights, per_ray = torch.ops.fieldkit.composite_forward(log_density, rgb, t, ray_starts, step_size)
+        ctx.save_for_backward(log_density, rgb, t, ray_starts)
+        ctx.step_size = step_size
+        ctx.mark_non_differentiable(weights)
+        return weights, per_ray
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, _grad_weights: Tensor, grad_per_ray: Tensor):
+        log_density, rgb, t, ray_starts = ctx.saved_tensors
+        grad_log_density, grad_rgb, grad_t = torch.ops.fieldkit.composite_backward(
+            grad_per_ray.contiguous(), log_density, rgb, t, ray_starts, ctx.step_size, ctx.needs_input_grad[2])
+        return grad_log_density, grad_rgb, grad_t, None, None
+
+
+def accumulate(log_density: Tensor, rgb: Tensor, t: Tensor, rays: Tensor, ray_count: int,
+               step_size: float) -> tuple[Tensor, Tensor]:
+    """`accumulate_reference`'s weights [M] and per-ray sums [R, 5], by the native kernel when it
+    is built for these tensors' device."""
+    if not native.wanted(log_density, rgb, t, rays):
+        return accumulate_reference(log_density, rgb, t, rays, ray_count, step_size)
+    dtype = torch.promote_types(torch.promote_types(log_density.dtype, rgb.dtype), t.dtype)
+    log_density, rgb, t = native.prepare("compositing", log_density, rgb, t)
+    ray_starts = torch.zeros(ray_count + 1, dtype=torch.long, device=rays.device)
+    ray_starts[1:] = torch.cumsum(torch.bincount(rays, minlength=ray_count), dim=0)
+    weights, per_ray = _NativeComposite.apply(log_density, rgb, t, ray_starts, float(step_size))
+    return weights.to(dtype), per_ray.to(dtype)
+
+
 def composite(radiance_fn: RadianceFn, samples: RaySamples, directions: Tensor, background: Tensor,
               step_size: float) -> RenderOutput:
     """Evaluates the field at the marched samples, with gradient, and composites rgb, alpha and
@@ -145,14 +195,10 @@ def composite(radiance_fn: RadianceFn, samples: RaySamples, directions: Tensor, 
     rays, ray_count = samples.rays, directions.shape[0]
     log_density, rgb = radiance_fn(samples.points, directions[rays]) if rays.numel() else (
         samples.t.new_zeros(0), samples.t.new_zeros(0, 3))
-    optical_depth = density_from_log(log_density) * step_size  # [M]
-    transmittance = torch.exp(-_exclusive_sums(optical_depth, rays, ray_count))
-    weights = transmittance * (1 - torch.exp(-optical_depth))  # [M]
-    per_ray = samples.t.new_zeros(ray_count, 5).index_add(0, rays, torch.cat(
-        [weights[:, None], weights[:, None] * rgb, (weights * samples.t)[:, None]], dim=-1))
+    weights, per_ray = accumulate(log_density, rgb, samples.t, rays, ray_count, step_size)
     alpha, colour = per_ray[:, 0], per_ray[:, 1:4] + (1 - per_ray[:, :1]) * background
     depth = per_ray[:, 4] / alpha.clamp(min=1e-6)
-    return RenderOutput(colour, alpha, depth, samples=rays.numel(), sample_weights=weights.detach(),
+    return RenderOutput(colour, alpha, depth, samples=rays.numel(), sample_weights=weights,
                         sample_rays=rays)
 
 

@@ -1,0 +1,140 @@
+"""Native kernels against their torch references, forward + backward, on this machine's CPU.
+
+    OMP_NUM_THREADS=2 python bench/kernels.py [--threads 2] [--out bench/results/kernels.json]
+
+Each op runs both paths in one process on the same inputs: the hash encoding (HashGridConfig's
+defaults: 16 levels, 2 features, 2^17 rows per level, resolutions 16 to 512) at 2^14, 2^16 and
+2^18 random points, and compositing over packed samples at 4096 and 16384 rays of 64 samples.
+The time is the best of a few repeats after a warm-up; the difference is the largest between the
+two paths' outputs and gradients, relative to the reference's largest magnitude. The extension's
+first-use build time is measured in a fresh cache. The machine may be shared, so its load average
+is recorded before and after.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from fieldkit import native
+from fieldkit.atomic import write_text
+from fieldkit.fields.encodings import HashEncoding
+from fieldkit.fields.hashgrid import HashGridConfig
+from fieldkit.render.volume import accumulate, accumulate_reference
+from provenance import measured
+
+REPEATS = 5
+HASH_SIZES = (2**14, 2**16, 2**18)
+COMPOSITE_SIZES = ((4096, 64), (16384, 64))
+STEP = 0.01
+
+
+def best_time(run) -> float:
+    run()  # warm-up: allocations and caches
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def relative_difference(native_value: torch.Tensor, reference: torch.Tensor) -> float:
+    """The largest difference relative to the reference's largest magnitude."""
+    native_value, reference = native_value.detach(), reference.detach()
+    return float((native_value - reference).abs().max() / reference.abs().max().clamp(min=1e-12))
+
+
+def hash_encoding_rows(generator: torch.Generator) -> list[dict]:
+    config = HashGridConfig()
+    encoding = HashEncoding(config.levels, config.features_per_level, config.log2_table_size,
+                            config.base_resolution, config.max_resolution)
+    rows = []
+    for count in HASH_SIZES:
+        points = torch.rand(count, 3, generator=generator)
+        cotangent = torch.randn(count, encoding.output_dim, generator=generator)
+
+        def step(forward):
+            encoding.table.grad = None
+            forward(points).backward(cotangent)
+            return encoding.table.grad
+
+        native_grad, reference_grad = step(encoding), step(encoding.reference)
+        with torch.no_grad():
+            pairs = [(encoding(points), encoding.reference(points)), (native_grad, reference_grad)]
+        difference = max(relative_difference(a, b) for a, b in pairs)
+        rows.append({"op": "hash encoding", "size": f"{count:,} points", "elements": count,
+                     "native_seconds": best_time(lambda: step(encoding)),
+                     "reference_seconds": best_time(lambda: step(encoding.reference)),
+                     "max_difference": difference})
+    return rows
+
+
+def compositing_rows(generator: torch.Generator) -> list[dict]:
+    rows = []
+    for ray_count, per_ray in COMPOSITE_SIZES:
+        count = ray_count * per_ray
+        rays = torch.arange(ray_count).repeat_interleave(per_ray)
+        log_density = (torch.randn(count, generator=generator) * 2 + 2).requires_grad_()
+        rgb = torch.rand(count, 3, generator=generator).requires_grad_()
+        t = torch.rand(count, generator=generator) + rays
+        cotangent = torch.randn(ray_count, 5, generator=generator)
+
+        def step(function):
+            weights, per_ray_sums = function(log_density, rgb, t, rays, ray_count, STEP)
+            grads = torch.autograd.grad(per_ray_sums, [log_density, rgb], cotangent)
+            return per_ray_sums, *grads
+
+        difference = max(relative_difference(a, b) for a, b in zip(step(accumulate), step(accumulate_reference)))
+        rows.append({"op": "compositing", "size": f"{ray_count:,} rays x {per_ray} samples", "elements": count,
+                     "native_seconds": best_time(lambda: step(accumulate)),
+                     "reference_seconds": best_time(lambda: step(accumulate_reference)),
+                     "max_difference": difference})
+    return rows
+
+
+def build_seconds() -> float:
+    """The first use's build, in a fresh cache directory (then loaded into this process)."""
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["FIELDKIT_CACHE"] = cache
+        start = time.perf_counter()
+        if not native.available("cpu"):
+            sys.exit("the native CPU kernels did not build (see the log line above); nothing to compare")
+        return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "kernels.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    seconds_to_build = build_seconds()
+    generator = torch.Generator().manual_seed(0)
+    rows = hash_encoding_rows(generator) + compositing_rows(generator)
+    for row in rows:
+        row["speedup"] = row["reference_seconds"] / row["native_seconds"]
+    results = {"machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads},
+               "measured": measured(), "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
+               "build_seconds": seconds_to_build, "repeats": REPEATS, "ops": rows}
+    print(f"build on first use: {seconds_to_build:.1f} s; load average {load_before[0]:.1f} before, "
+          f"{results['load_average']['after'][0]:.1f} after")
+    print(f"{'op':<14} {'size':<24} {'native (s)':>11} {'torch (s)':>10} {'speedup':>8} {'difference':>11}")
+    for row in rows:
+        print(f"{row['op']:<14} {row['size']:<24} {row['native_seconds']:>11.4f} {row['reference_seconds']:>10.4f} "
+              f"{row['speedup']:>7.1f}x {row['max_difference']:>11.1e}")
+    write_text(args.out, json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

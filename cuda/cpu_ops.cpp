@@ -1,0 +1,218 @@
+// The fieldkit op schemas and their CPU launchers: OpenMP loops over the per-element bodies in
+// the headers. Registered with TORCH_LIBRARY, so no Python headers are needed and the ops are
+// reached as torch.ops.fieldkit.*; cuda_ops.cu registers the CUDA launchers of the same schemas.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros_like.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <tuple>
+
+#include "hash_encoding.h"
+#include "op_checks.h"
+#include "volume.h"
+
+namespace fieldkit {
+namespace {
+
+using at::Tensor;
+
+// points per block: a block's outputs and gradients stay in cache while every level visits them
+constexpr int64_t kBlock = 2048;
+// points per unit of level-major work: long enough runs within one level's slice of the table
+constexpr int64_t kChunk = 16384;
+
+// torch's thread count, so that torch.set_num_threads governs these loops as well
+int threads() { return std::max(1, at::get_num_threads()); }
+
+// The loops live in templates rather than inside AT_DISPATCH's lambda: a #pragma within a macro
+// argument is not reliably applied.
+// Between point-major [N, L, F] and level-major [L, N, F]. torch's strided copy manages this
+// several times slower than these loops, which write one side sequentially.
+template <int kFeatures, typename scalar_t>
+void transpose_levels(const scalar_t* from, scalar_t* to, const HashGrid& grid, int64_t count, bool to_level_major) {
+    const int64_t features = feature_count<kFeatures>(grid), width = grid.levels * features;
+    const int64_t blocks = (count + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) num_threads(threads()) if (blocks > 1)
+    for (int64_t block = 0; block < blocks; ++block) {
+        const int64_t end = std::min(count, (block + 1) * kBlock);
+        for (int64_t level = 0; level < grid.levels; ++level)
+            for (int64_t n = block * kBlock; n < end; ++n) {
+                scalar_t* point_major = const_cast<scalar_t*>(to_level_major ? from : to) + n * width + level * features;
+                scalar_t* level_major = const_cast<scalar_t*>(to_level_major ? to : from) + (level * count + n) * features;
+                for (int64_t f = 0; f < features; ++f)
+                    if (to_level_major) level_major[f] = point_major[f];
+                    else point_major[f] = level_major[f];
+            }
+    }
+}
+
+// Level-major output [L, N, F]: a thread works through one level's slice of the table (1 MB at
+// instant-ngp's sizes, an L2's worth) for many points before it moves on, instead of touching
+// every level's slice for every point; the caller transposes the result.
+template <int kFeatures, typename scalar_t>
+void hash_forward_loop(const scalar_t* x, const scalar_t* table, const HashGrid& grid, int64_t count, scalar_t* y) {
+    const int64_t chunks = (count + kChunk - 1) / kChunk;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(threads()) if (count > kBlock)
+    for (int64_t level = 0; level < grid.levels; ++level)
+        for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+            scalar_t* level_out = y + level * count * grid.features;
+            const int64_t end = std::min(count, (chunk + 1) * kChunk);
+            for (int64_t n = chunk * kChunk; n < end; ++n)
+                hash_encode_forward_one<kFeatures>(x + 3 * n, level, grid, table, level_out + n * grid.features);
+        }
+}
+
+// Table gradients go level by level to the threads: a thread owns whole levels of the table, so
+// the scatter needs no atomics and its sums come out in the same order on every run. Levels are
+// handed out dynamically: dense coarse levels cost less than hashed fine ones, and on a shared
+// machine a thread that loses its core should not hold the others up. `grad` is
+// level-major [L, N, F] here, so that a level reads its gradients contiguously.
+template <int kFeatures, typename scalar_t>
+void hash_table_grad_loop(const scalar_t* x, const scalar_t* grad, const HashGrid& grid, int64_t count,
+                          scalar_t* grad_table) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads()) if (count > kBlock)
+    for (int64_t level = 0; level < grid.levels; ++level) {
+        const scalar_t* level_grad = grad + level * count * grid.features;
+        for (int64_t n = 0; n < count; ++n)
+            hash_encode_backward_table_one<kFeatures>(x + 3 * n, level, grid, level_grad + n * grid.features,
+                                                      grad_table, PlainAdd{});
+    }
+}
+
+template <int kFeatures, typename scalar_t>
+void hash_point_grad_loop(const scalar_t* x, const scalar_t* table, const scalar_t* grad, const HashGrid& grid,
+                          int64_t count, scalar_t* grad_points) {
+    const int64_t width = grid.levels * grid.features, blocks = (count + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) num_threads(threads()) if (blocks > 1)
+    for (int64_t block = 0; block < blocks; ++block) {
+        const int64_t end = std::min(count, (block + 1) * kBlock);
+        for (int64_t level = 0; level < grid.levels; ++level)
+            for (int64_t n = block * kBlock; n < end; ++n)
+                hash_encode_backward_point_one<kFeatures>(x + 3 * n, level, grid, table,
+                                                          grad + n * width + level * grid.features,
+                                                          grad_points + 3 * n);
+    }
+}
+
+Tensor hash_encode_forward_cpu(const Tensor& points, const Tensor& table, const Tensor& resolution,
+                               const Tensor& multipliers, int64_t dense_levels, int64_t log2_table_size) {
+    check_hash_inputs(points, table, resolution, multipliers, log2_table_size);
+    const HashGrid grid = hash_grid(table, resolution, multipliers, dense_levels, log2_table_size);
+    const int64_t count = points.size(0);
+    Tensor level_major = at::empty({grid.levels, count, grid.features}, points.options());
+    Tensor out = at::empty({count, grid.levels * grid.features}, points.options());
+    AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "hash_encode_forward_cpu", [&] {
+        FK_DISPATCH_FEATURES(grid.features, {
+            hash_forward_loop<kFeatures>(points.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(), grid, count,
+                                         level_major.data_ptr<scalar_t>());
+            transpose_levels<kFeatures>(level_major.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), grid, count, false);
+        });
+    });
+    return out;
+}
+
+std::tuple<Tensor, Tensor> hash_encode_backward_cpu(const Tensor& grad_out, const Tensor& points, const Tensor& table,
+                                                    const Tensor& resolution, const Tensor& multipliers,
+                                                    int64_t dense_levels, int64_t log2_table_size, bool table_grad,
+                                                    bool points_grad) {
+    check_hash_inputs(points, table, resolution, multipliers, log2_table_size);
+    const HashGrid grid = hash_grid(table, resolution, multipliers, dense_levels, log2_table_size);
+    const int64_t count = points.size(0);
+    check_hash_grad(grad_out, points, grid);
+    Tensor grad_table = table_grad ? at::zeros_like(table) : Tensor();
+    Tensor grad_points = points_grad ? at::zeros_like(points) : Tensor();
+    // level-major gradients for the table's scatter: one transposing copy, then contiguous reads
+    const Tensor level_major = table_grad ? at::empty({grid.levels, count, grid.features}, grad_out.options()) : Tensor();
+    AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "hash_encode_backward_cpu", [&] {
+        if (table_grad)
+            FK_DISPATCH_FEATURES(grid.features, {
+                transpose_levels<kFeatures>(grad_out.data_ptr<scalar_t>(), level_major.data_ptr<scalar_t>(), grid,
+                                            count, true);
+                hash_table_grad_loop<kFeatures>(points.data_ptr<scalar_t>(), level_major.data_ptr<scalar_t>(), grid,
+                                                count, grad_table.data_ptr<scalar_t>());
+            });
+        if (points_grad)
+            FK_DISPATCH_FEATURES(grid.features, hash_point_grad_loop<kFeatures>(points.data_ptr<scalar_t>(),
+                                 table.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(), grid, count,
+                                 grad_points.data_ptr<scalar_t>()));
+    });
+    return {grad_table, grad_points};
+}
+
+template <typename scalar_t>
+void composite_forward_loop(const scalar_t* log_density, const scalar_t* rgb, const scalar_t* t,
+                            const int64_t* starts, int64_t rays, scalar_t step, scalar_t* weights,
+                            scalar_t* accumulated) {
+#pragma omp parallel for schedule(static) num_threads(threads()) if (rays > 256)
+    for (int64_t ray = 0; ray < rays; ++ray)
+        composite_forward_ray(starts[ray], starts[ray + 1], log_density, rgb, t, step, weights, accumulated + 5 * ray);
+}
+
+template <typename scalar_t>
+void composite_backward_loop(const scalar_t* grad_accumulated, const scalar_t* log_density, const scalar_t* rgb,
+                             const scalar_t* t, const int64_t* starts, int64_t rays, scalar_t step,
+                             scalar_t* grad_log_density, scalar_t* grad_rgb, scalar_t* grad_t) {
+#pragma omp parallel for schedule(static) num_threads(threads()) if (rays > 256)
+    for (int64_t ray = 0; ray < rays; ++ray)
+        composite_backward_ray(starts[ray], starts[ray + 1], log_density, rgb, t, step, grad_accumulated + 5 * ray,
+                               grad_log_density, grad_rgb, grad_t);
+}
+
+// Returns the per-sample weights [M] and, per ray, [alpha, r, g, b, depth sum] [R, 5].
+std::tuple<Tensor, Tensor> composite_forward_cpu(const Tensor& log_density, const Tensor& rgb, const Tensor& t,
+                                                 const Tensor& ray_starts, double step) {
+    check_composite_inputs(log_density, rgb, t, ray_starts);
+    const int64_t rays = ray_starts.size(0) - 1;
+    Tensor weights = at::empty_like(log_density);
+    Tensor accumulated = at::empty({rays, 5}, log_density.options());
+    AT_DISPATCH_FLOATING_TYPES(log_density.scalar_type(), "composite_forward_cpu", [&] {
+        composite_forward_loop(log_density.data_ptr<scalar_t>(), rgb.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(),
+                               ray_starts.data_ptr<int64_t>(), rays, static_cast<scalar_t>(step),
+                               weights.data_ptr<scalar_t>(), accumulated.data_ptr<scalar_t>());
+    });
+    return {weights, accumulated};
+}
+
+std::tuple<Tensor, Tensor, Tensor> composite_backward_cpu(const Tensor& grad_accumulated, const Tensor& log_density,
+                                                          const Tensor& rgb, const Tensor& t, const Tensor& ray_starts,
+                                                          double step, bool t_grad) {
+    check_composite_inputs(log_density, rgb, t, ray_starts);
+    const int64_t rays = ray_starts.size(0) - 1;
+    check_composite_grad(grad_accumulated, log_density, rays);
+    Tensor grad_log_density = at::empty_like(log_density), grad_rgb = at::empty_like(rgb);
+    Tensor grad_t = t_grad ? at::empty_like(t) : Tensor();
+    AT_DISPATCH_FLOATING_TYPES(log_density.scalar_type(), "composite_backward_cpu", [&] {
+        composite_backward_loop(grad_accumulated.data_ptr<scalar_t>(), log_density.data_ptr<scalar_t>(),
+                                rgb.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), ray_starts.data_ptr<int64_t>(), rays,
+                                static_cast<scalar_t>(step), grad_log_density.data_ptr<scalar_t>(),
+                                grad_rgb.data_ptr<scalar_t>(), t_grad ? grad_t.data_ptr<scalar_t>() : nullptr);
+    });
+    return {grad_log_density, grad_rgb, grad_t};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(fieldkit, m) {
+    m.def("hash_encode_forward(Tensor points, Tensor table, Tensor resolution, Tensor multipliers, int dense_levels, "
+          "int log2_table_size) -> Tensor");
+    m.def("hash_encode_backward(Tensor grad_out, Tensor points, Tensor table, Tensor resolution, Tensor multipliers, "
+          "int dense_levels, int log2_table_size, bool table_grad, bool points_grad) -> (Tensor, Tensor)");
+    m.def("composite_forward(Tensor log_density, Tensor rgb, Tensor t, Tensor ray_starts, float step) "
+          "-> (Tensor, Tensor)");
+    m.def("composite_backward(Tensor grad_accumulated, Tensor log_density, Tensor rgb, Tensor t, Tensor ray_starts, "
+          "float step, bool t_grad) -> (Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(fieldkit, CPU, m) {
+    m.impl("hash_encode_forward", &hash_encode_forward_cpu);
+    m.impl("hash_encode_backward", &hash_encode_backward_cpu);
+    m.impl("composite_forward", &composite_forward_cpu);
+    m.impl("composite_backward", &composite_backward_cpu);
+}
+
+}  // namespace fieldkit
