@@ -21,6 +21,8 @@ from PIL import Image
 from torch import Tensor
 
 from fieldkit.cameras import Cameras
+from fieldkit.captures import find_model, is_llff, read_colmap, read_llff
+from fieldkit.captures.llff import POSES_NAME
 from fieldkit.errors import FieldkitError
 
 SPLITS = ("train", "val", "test")
@@ -54,7 +56,9 @@ class Dataset:
     background: Tensor  # [3]
     image_names: list[str]
     source: str
-    point_cloud: Path | None = None  # a sparse point cloud .ply of the scene (nerfstudio's ply_file_path)
+    point_cloud: Path | tuple[Tensor, Tensor] | None = None
+    """the scene's sparse points: a .ply (nerfstudio's ply_file_path), or positions [P, 3] and
+    colours [P, 3] read with the cameras (a COLMAP model's points3D)"""
 
     def __len__(self) -> int:
         return len(self.images)
@@ -81,6 +85,7 @@ class _Transforms:
     document: dict
     frames: list[dict]
     poses: Tensor  # [C, 4, 4]
+    points: tuple[Tensor, Tensor] | None = None  # sparse points read with the cameras: [P, 3] positions, colours
 
     def keys(self, index: int) -> dict:
         # a frame's own intrinsics override the file-wide ones (nerfstudio per-frame cameras)
@@ -234,6 +239,9 @@ def _split_and_scene(path: Path, split: str) -> tuple[_Transforms, _Transforms]:
         train_file = path / "transforms_train.json"
         # every split gets the same bounds: those of the training cameras
         return transforms, _read_transforms(train_file) if train_file.exists() else transforms
+    if path.is_dir() and (find_model(path) is not None or is_llff(path)):
+        scene = _capture_transforms(path)
+        return _select_split(scene, split), scene
     single_file = path / SINGLE_FILE if path.is_dir() else path
     if not single_file.is_file():
         raise FieldkitError(f"{path}: no dataset here (expected {SINGLE_FILE}, or "
@@ -242,8 +250,24 @@ def _split_and_scene(path: Path, split: str) -> tuple[_Transforms, _Transforms]:
     return _select_split(scene, split), scene
 
 
+def _capture_transforms(root: Path) -> _Transforms:
+    """An LLFF capture's or a COLMAP model's cameras, as the transforms document they make (image
+    paths relative to `root`); a COLMAP model's sparse points come along."""
+    if is_llff(root):
+        return _transforms_from_document(root / POSES_NAME, read_llff(root))
+    document, (positions, colours) = read_colmap(root)
+    scene = _transforms_from_document(root / "sparse", document)
+    scene.points = (torch.as_tensor(positions, dtype=torch.float32), torch.as_tensor(colours, dtype=torch.float32))
+    return scene
+
+
 def _read_transforms(path: Path) -> _Transforms:
-    document = _read_json(path)
+    return _transforms_from_document(path, _read_json(path))
+
+
+def _transforms_from_document(path: Path, document: dict) -> _Transforms:
+    """The validated frames of a transforms document; `path` names it in errors, and image paths are
+    relative to its folder."""
     frames = document.get("frames")
     if not isinstance(frames, list) or not frames:
         raise FieldkitError(f"{path}: no frames (expected a non-empty \"frames\" list)")
@@ -444,8 +468,11 @@ def _resize_area(rgb: np.ndarray, width: int, height: int) -> np.ndarray:  # [H,
     return np.stack([np.asarray(channel) for channel in channels], axis=-1)
 
 
-def _point_cloud(scene: _Transforms) -> Path | None:
-    """The point cloud a transforms file names (nerfstudio's "ply_file_path"), which must exist."""
+def _point_cloud(scene: _Transforms) -> Path | tuple[Tensor, Tensor] | None:
+    """The sparse points read with the cameras, or the point cloud a transforms file names
+    (nerfstudio's "ply_file_path"), which must exist."""
+    if scene.points is not None and len(scene.points[0]):
+        return scene.points
     if "ply_file_path" not in scene.document:
         return None
     name = scene.document["ply_file_path"]

@@ -99,7 +99,8 @@ class SplatTrainer(PhotoRun):
         train_set = load_dataset(source, "train", downscale=config.downscale)
         test_set = load_dataset(source, "test", downscale=config.downscale)
         # read before the run directory is claimed: a bad file leaves nothing behind
-        self.point_cloud = read_point_cloud(train_set.point_cloud) if train_set.point_cloud else None
+        cloud = train_set.point_cloud
+        self.point_cloud = read_point_cloud(cloud) if isinstance(cloud, Path) else cloud
         self.prepare(out, config, overrides, {"source": str(source)}, lambda: (train_set, test_set))
 
     def prepare(self, out: str | Path, config: TrainConfig, overrides: dict | None, request: dict,
