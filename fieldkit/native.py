@@ -26,7 +26,10 @@ from torch import Tensor
 
 log = logging.getLogger("fieldkit.native")
 
-SOURCES = Path(__file__).resolve().parent.parent / "cuda"
+# the checkout's cuda/, or the copy a wheel installs as fieldkit/cuda
+SOURCES = next((folder for folder in (Path(__file__).resolve().parent.parent / "cuda",
+                                      Path(__file__).resolve().parent / "cuda") if (folder / "cpu_ops.cpp").is_file()),
+               Path(__file__).resolve().parent / "cuda")
 HEADERS = ("common.h", "hash_encoding.h", "volume.h", "op_checks.h")
 LAUNCHERS = {"cpu": "cpu_ops.cpp", "cuda": "cuda_ops.cu"}
 # macOS's clang has no -fopenmp: there the launchers build without it and run serially
