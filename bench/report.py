@@ -372,6 +372,12 @@ def kernels_section(results: dict) -> list[str]:
             table(["op", "size", "native (s)", "torch (s)", "speedup", "difference"], rows, right={2, 3, 4, 5})]
 
 
+def largest_of_each_op(rows: list[dict]) -> list[dict]:
+    """The row of each op at its largest size (the README's short table; benchmarks.md has all)."""
+    return [max((row for row in rows if row["op"] == op), key=lambda row: row["elements"])
+            for op in dict.fromkeys(row["op"] for row in rows)]
+
+
 def benchmarks_page() -> str:
     train, convert, splats = load("train"), load("convert"), load("splats")
     generate, prior, viewer = load("generate"), load("prior"), load("viewer")
@@ -396,8 +402,8 @@ def benchmarks_page() -> str:
 
 def readme_blocks() -> dict[str, str]:
     """The README's tables, one per command, each led by a caption with its date and commit."""
-    train, convert, splats, generate, viewer = (load(name) for name in ("train", "convert", "splats", "generate",
-                                                                          "viewer"))
+    train, convert, splats, generate, viewer, kernels = (load(name) for name in (
+        "train", "convert", "splats", "generate", "viewer", "kernels"))
 
     def block(title: str, caption: str, header: list[str], rows: list[list[str]], right: set[int]) -> str:
         return f"{title}. {caption}\n\n{table(header, rows, right)}"
@@ -476,6 +482,13 @@ def readme_blocks() -> dict[str, str]:
         f"{viewer['occupied_voxels']:,} occupied voxels",
         f"{since(viewer, default=viewer['measured'])}; {machine(viewer, viewer.get('threads'))}.",
         ["figure", "seconds"], rows, {1})
+    blocks["kernels"] = block(
+        "**Native kernels** (`cuda/`, built on first use), forward + backward against the torch reference",
+        f"{since(kernels, default=kernels['measured'])}; {machine(kernels)}, a shared machine (load average "
+        f"{kernels['load_average']['before'][0]:.0f}).",
+        ["op", "size", "native (s)", "torch (s)", "speedup"],
+        [[row["op"], row["size"], number(row["native_seconds"], 3), number(row["reference_seconds"], 3),
+          f"{row['speedup']:.1f}x"] for row in largest_of_each_op(kernels["ops"])], {2, 3, 4})
     return blocks
 
 
