@@ -290,23 +290,24 @@ def _dead_units(layers, field, aabb: torch.Tensor) -> int:
 
 
 @pytest.mark.parametrize("pair, hidden_layers, most_kept_dead", [
-    ("hashgrid-mlp", lambda field: list(field.layers), 0.5),  # measured 15 against 58
-    # the voxel teacher has no colour head to hand over, so its grid students start with a blank
-    # one (measured 15 against 29)
+    ("hashgrid-mlp", lambda field: list(field.layers), 0.5),
+    # the voxel teacher has no colour head to hand over, so its grid students start with a blank one
     ("voxels-tensorf-vm", lambda field: [layer for layer in field.colour_head.mlp[:-1]
                                          if isinstance(layer, torch.nn.Linear)], 0.6),
 ], ids=["mlp-student", "blank-colour-head"])
 def test_a_warmed_up_student_keeps_its_relu_units(pair, hidden_layers, most_kept_dead, teachers, tmp_path):
     """Adam's first steps at a student's full rate kill ReLU units for good: warming its learning
-    rate up over half of a short run keeps many more of them alive."""
+    rate up over half of a short run keeps many more of them alive. Which units die is chaotic (a
+    last-bit change of the renderer moves the count), so two seeds' counts are summed."""
     teacher, student, overrides, steps, _ = PAIRS[pair]
-    dead = {}
-    for warmup in (0.0, 0.5):
-        converter = Converter(teachers[teacher], student, tmp_path / f"warmup{warmup}",
-                              dataclasses.replace(FAST_CONVERT, steps=steps, warmup=warmup), overrides)
-        converter.run_conversion()
-        field = converter.student.field
-        dead[warmup] = _dead_units(hidden_layers(field), field, converter.teacher.aabb)
+    dead = {0.0: 0, 0.5: 0}
+    for seed in (0, 1):
+        for warmup in dead:
+            converter = Converter(teachers[teacher], student, tmp_path / f"warmup{warmup}-seed{seed}",
+                                  dataclasses.replace(FAST_CONVERT, steps=steps, warmup=warmup, seed=seed), overrides)
+            converter.run_conversion()
+            field = converter.student.field
+            dead[warmup] += _dead_units(hidden_layers(field), field, converter.teacher.aabb)
     assert dead[0.5] < most_kept_dead * dead[0.0], dead
 
 
