@@ -186,17 +186,22 @@ BAD_FIELD_ASSETS = {
 }
 
 
-@pytest.mark.parametrize("case", list(BAD_FIELD_ASSETS))
-def test_bad_field_assets_are_one_clear_error(case, field_asset, tmp_path):
-    change, expected = BAD_FIELD_ASSETS[case]
-    path = tmp_path / "bad.safetensors"
-    write_asset(path, *change(*field_asset))
+def assert_refused_in_one_line(path, expected: str) -> None:
+    """Loading and `info` both refuse the asset, in one line naming the file and the problem."""
     for read in (fieldkit.load, describe):
         with pytest.raises(FieldkitError) as error:
             read(path)
         message = str(error.value)
         assert str(path) in message and expected in message, message
         assert "\n" not in message
+
+
+@pytest.mark.parametrize("case", list(BAD_FIELD_ASSETS))
+def test_bad_field_assets_are_one_clear_error(case, field_asset, tmp_path):
+    change, expected = BAD_FIELD_ASSETS[case]
+    path = tmp_path / "bad.safetensors"
+    write_asset(path, *change(*field_asset))
+    assert_refused_in_one_line(path, expected)
 
 
 @pytest.mark.parametrize("case", ["background is a word", "bounds NaN", "step size 0", "occupancy resolution 10^6",
@@ -282,12 +287,7 @@ def test_bad_splat_assets_are_one_clear_error(case, splat_asset, tmp_path):
     change, expected = BAD_SPLAT_ASSETS[case]
     path = tmp_path / "bad.safetensors"
     write_asset(path, *change(*splat_asset))
-    for read in (fieldkit.load, describe):
-        with pytest.raises(FieldkitError) as error:
-            read(path)
-        message = str(error.value)
-        assert str(path) in message and expected in message, message
-        assert "\n" not in message
+    assert_refused_in_one_line(path, expected)
 
 
 def test_splats_with_nan_are_dropped_from_assets_as_from_ply(splat_asset, tmp_path):
