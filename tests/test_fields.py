@@ -189,14 +189,20 @@ def test_hash_encoding_backward_matches_finite_differences():
     assert torch.autograd.gradcheck(encode, (table, points), eps=1e-6, atol=1e-6)
 
 
-def test_hash_grid_backend_resolution_is_explicit():
+def test_hash_grid_backend_resolution_is_explicit(monkeypatch):
     from fieldkit.errors import FieldkitError
+    from fieldkit.fields import hashgrid
     from fieldkit.fields.hashgrid import resolve_backend
 
-    if not torch.cuda.is_available():
-        assert resolve_backend("auto") == "torch"
-        with pytest.raises(FieldkitError, match="tinycudann"):
-            resolve_backend("tinycudann")
+    # an importable tinycudann on a GPU is used only when asked for
+    monkeypatch.setattr(hashgrid.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(hashgrid.torch.cuda, "is_available", lambda: True)
+    assert resolve_backend("torch") == resolve_backend("auto") == make_config("hashgrid").backend == "torch"
+    assert resolve_backend("tcnn") == resolve_backend("tinycudann") == "tinycudann"
+    monkeypatch.setattr(hashgrid.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(FieldkitError, match="needs tinycudann with CUDA"):
+        resolve_backend("tcnn")
+    monkeypatch.undo()
     with pytest.raises(FieldkitError, match="unknown hash-grid backend"):
         resolve_backend("cuda-magic")
     field = make_field("hashgrid", AABB, make_config("hashgrid", overrides={"levels": 2, "log2_table_size": 8}))

@@ -2,9 +2,9 @@
 
 Backend "torch" is fieldkit's own grid: the native kernel (cuda/hash_encoding.h) wherever it is
 built, its vectorised torch reference otherwise; the two share one table layout, so an asset
-moves freely between them. With backend "auto", tinycudann's fused encoding is used when
-it is importable and CUDA is available; the resolved backend is stored in the asset's
-config, because the two backends lay out their tables differently.
+moves freely between them. tinycudann's fused encoding runs only when asked for (`--set
+backend=tinycudann`, or `tcnn`): an importable package must not change what a default run trains.
+The backend is stored in the asset's config, because the two lay out their tables differently.
 """
 from __future__ import annotations
 
@@ -37,22 +37,23 @@ class HashGridConfig:
     """width of the colour head"""
     learning_rate: float = 1e-2
     """Adam learning rate"""
-    backend: str = "auto"
-    """hash-grid implementation: torch, tinycudann, or auto (tinycudann when importable with CUDA)"""
+    backend: str = "torch"
+    """hash-grid implementation: torch (fieldkit's, native where built) or tinycudann (alias tcnn; needs CUDA)"""
 
 
 PRESETS = {"cpu": HashGridConfig(), "gpu": HashGridConfig(log2_table_size=19, max_resolution=2048)}
 
 
 def resolve_backend(requested: str) -> str:
+    """The backend a grid is built with: torch unless tinycudann is named (assets written with
+    "auto" by older fieldkits were resolved before they were saved)."""
+    requested = {"tcnn": "tinycudann", "auto": "torch"}.get(requested, requested)
+    if requested not in ("torch", "tinycudann"):
+        raise FieldkitError(f"unknown hash-grid backend '{requested}'; choose torch or tinycudann (tcnn)")
     has_tcnn = importlib.util.find_spec("tinycudann") is not None and torch.cuda.is_available()
-    if requested == "auto":
-        return "tinycudann" if has_tcnn else "torch"
     if requested == "tinycudann" and not has_tcnn:
         raise FieldkitError("this hash grid needs tinycudann with CUDA (pip install it from its repository), "
                             "or retrain with --set backend=torch")
-    if requested not in ("torch", "tinycudann"):
-        raise FieldkitError(f"unknown hash-grid backend '{requested}'; choose torch, tinycudann or auto")
     return requested
 
 
