@@ -1,19 +1,24 @@
-"""Text-to-3D benchmark: wall time, prompt fidelity and foreground saturation of every guidance on
-every representation with the built-in prior on CPU, and the seconds per optimisation step at
-Stable-Diffusion-2.1-base size (random weights built from its configs: real compute, no download).
+"""Text-to-3D benchmark: wall time, geometry against the ground truth, prompt fidelity and
+foreground saturation of every guidance on every representation with the built-in prior on CPU,
+and the seconds per optimisation step at Stable-Diffusion-2.1-base size (random weights built
+from its configs: real compute, no download).
 
-    python bench/generate.py [--prior DIR] [--reps gaussians field] [--guidances sds bsd vsd]
-                             [--prompts N] [--steps N] [--guidance-scale S] [--sd-steps N] [--skip-sd]
-                             [--device cpu] [--out bench/results/generate.json]
+    python bench/generate.py [--prior DIR] [--reps gaussians field] [--guidances sds bsd bsd-auto vsd]
+                             [--prompts N | --one-per-shape] [--baseline] [--steps N] [--guidance-scale S]
+                             [--sd-steps N] [--skip-sd] [--shard K/N] [--device cpu] [--out bench/results/generate.json]
 
-Every run uses `fieldkit generate`'s defaults unless an option overrides them. Fidelity is the
-built-in evaluator's score of 8 turntable views; saturation is the mean HSV saturation of the
-pixels the object covers, so SDS and BSD at the same guidance scale can be compared.
+Every run uses `fieldkit generate`'s defaults unless an option overrides them. Geometry
+(`fieldkit.generate.geometry`): silhouette IoU, depth error, stray coverage and colour distance
+against the prompt's ground-truth shape over elevations 0-80, after fitting scale and turn.
+`--baseline` adds the initial splat ball of every prompt (guidance "initial", no step taken), the
+row a trained asset has to beat. Fidelity is the built-in evaluator's score of 8 turntable views;
+saturation is the mean HSV saturation of the pixels the object covers.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -40,13 +45,42 @@ def quality_rows(prior: Prior, reps: list[str], guidances: list[str], prompts: l
             for prompt in prompts:
                 with tempfile.TemporaryDirectory() as out:
                     started = time.perf_counter()
-                    metrics = generate(prompt, out, replace(config, rep=rep, guidance=guidance), prior)
-                    rows.append(metrics | {"wall_seconds": time.perf_counter() - started, "measured": measured()})
-                print(f"{rep:<10} {guidance:<4} {prompt:<18} fidelity {metrics['fidelity']}  "
-                      f"{rows[-1]['wall_seconds']:.0f} s", flush=True)
+                    if guidance == INITIAL:
+                        metrics = initial_metrics(prompt, out, replace(config, rep=rep), prior)
+                    else:
+                        metrics = generate(prompt, out, replace(config, rep=rep, guidance=guidance), prior)
+                    rows.append(metrics | {"wall_seconds": time.perf_counter() - started, "measured": measured(),
+                                           "load": list(os.getloadavg())})
+                geometry = metrics.get("geometry") or {}
+                print(f"{rep:<10} {guidance:<8} {prompt:<18} iou {_figure(geometry.get('iou'))} stray "
+                      f"{_figure(geometry.get('stray'))} fidelity {metrics['fidelity']}  "
+                      f"{rows[-1]['wall_seconds']:.0f} s (load {rows[-1]['load'][0]:.1f})", flush=True)
                 if on_row is not None:
                     on_row(rows)
     return rows
+
+
+INITIAL = "initial"
+"""The guidance name of the baseline rows: the splats a run starts from, before any step."""
+
+
+def initial_metrics(prompt: str, out: str, config: GenerateConfig, prior: Prior) -> dict:
+    """metrics.json's figures of the initial splat ball of a run (seeded as the run would be)."""
+    from fieldkit.generate.api import make_run
+    from fieldkit.generate.outputs import evaluate
+
+    run = make_run(prompt, out, config, prior)
+    run.model.eval()
+    return {"prompt": run.prompt, "rep": config.rep, "guidance": INITIAL, "guidance_scale": None, "steps": 0,
+            "seconds": 0.0, "seed": config.seed} | evaluate(run.model, run.prompt) | run.geometry() | \
+        run.representation_metrics()
+
+
+def one_per_shape(prompts: list[str]) -> list[str]:
+    """One prompt of each shape, each in another colour ("a red cube", "an orange sphere" ...)."""
+    from fieldkit.prior.vocabulary import COLOURS, SHAPES
+
+    return [f"a {colour} {shape}" for shape, colour in zip(SHAPES, COLOURS)]
 
 
 def sharded(prompts: list[str], shard: str) -> list[str]:
@@ -65,8 +99,16 @@ def summary(rows: list[dict]) -> list[dict]:
         values = [value for value in values if value is not None]
         return sum(values) / len(values) if values else None
 
+    def geometry(group, name):
+        return mean((row.get("geometry") or {}).get(name) for row in group)
+
     return [{"rep": rep, "guidance": guidance, "prompts": len(group), "guidance_scale": group[0]["guidance_scale"],
              "steps": group[0]["steps"], "wall_seconds": mean(row["wall_seconds"] for row in group),
+             "max_wall_seconds": max(row["wall_seconds"] for row in group),
+             "iou": geometry(group, "iou"), "min_iou": min(((row.get("geometry") or {}).get("iou", 1.0)
+                                                            for row in group), default=None),
+             "stray": geometry(group, "stray"), "depth_error": geometry(group, "depth_error"),
+             "colour_distance": geometry(group, "colour_distance"),
              "fidelity": mean(row["fidelity"] for row in group), "shape": mean(row["fidelity_shape"] for row in group),
              "colour": mean(row["fidelity_colour"] for row in group),
              "saturation": mean(row["saturation"] for row in group),
@@ -79,12 +121,14 @@ def _figure(value, digits: int = 3) -> str:
 
 
 def print_table(groups: list[dict]) -> None:
-    print(f"{'rep':<10} {'guidance':<8} {'prompts':>7} {'steps':>5} {'CFG':>5} {'seconds':>8} {'fidelity':>8} "
-          f"{'shape':>6} {'colour':>6} {'saturation':>10}")
+    print(f"{'rep':<10} {'guidance':<8} {'prompts':>7} {'steps':>5} {'CFG':>5} {'seconds':>8} {'IoU':>6} "
+          f"{'stray':>6} {'depth':>6} {'colour':>6} {'fidelity':>8} {'saturation':>10}")
     for g in groups:
-        print(f"{g['rep']:<10} {g['guidance']:<8} {g['prompts']:>7} {g['steps']:>5} {g['guidance_scale']:>5g} "
-              f"{_figure(g['wall_seconds'], 0):>8} {_figure(g['fidelity']):>8} {_figure(g['shape']):>6} "
-              f"{_figure(g['colour']):>6} {_figure(g['saturation']):>10}")
+        scale = "-" if g["guidance_scale"] is None else f"{g['guidance_scale']:g}"
+        print(f"{g['rep']:<10} {g['guidance']:<8} {g['prompts']:>7} {g['steps']:>5} {scale:>5} "
+              f"{_figure(g['wall_seconds'], 0):>8} {_figure(g.get('iou')):>6} {_figure(g.get('stray')):>6} "
+              f"{_figure(g.get('depth_error')):>6} {_figure(g.get('colour_distance')):>6} "
+              f"{_figure(g['fidelity']):>8} {_figure(g['saturation']):>10}")
 
 
 # -- Stable Diffusion 2.1 base, from its published configs, with random weights ---------------
@@ -150,7 +194,10 @@ def main() -> None:
     parser.add_argument("--prior", default=None, help="built-in prior directory (default: the shipped one)")
     parser.add_argument("--reps", nargs="+", default=list(REPRESENTATIONS), choices=REPRESENTATIONS)
     parser.add_argument("--guidances", nargs="+", default=["sds", "bsd"], choices=GUIDANCES)
+    parser.add_argument("--baseline", action="store_true", help="add the initial splat ball's rows (guidance 'initial')")
     parser.add_argument("--prompts", type=int, default=0, help="the first N single-object prompts (0: all 36)")
+    parser.add_argument("--one-per-shape", action="store_true", help="six prompts, one of each shape")
+    parser.add_argument("--only", nargs="+", metavar="PROMPT", help="these prompts instead")
     parser.add_argument("--steps", type=int, default=0, help="steps per run (0: the default)")
     parser.add_argument("--guidance-scale", type=float, default=0.0, help="CFG for every loss (0: each loss's default)")
     parser.add_argument("--sd-steps", type=int, default=2, help="timed steps at SD-2.1 size")
@@ -159,6 +206,8 @@ def main() -> None:
     parser.add_argument("--skip-quality", action="store_true", help="only the SD-2.1-size timing")
     parser.add_argument("--shard", default="0/1", help="K/N: only every N-th prompt from the K-th (default: all)")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="combine the runs of shard results and print the table")
+    parser.add_argument("--section", help="with --merge: store the merged runs as this section of --out, keeping the "
+                                          "file's other sections (each section keeps its own `measured`)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "generate.json"))
     args = parser.parse_args()
@@ -170,19 +219,27 @@ def main() -> None:
         rows = [row for part in parts for row in part["runs"]]
         results = parts[0] | {"measured": measured(), "runs": rows, "summary": summary(rows), "merged_from": args.merge}
         print_table(results["summary"])
+        if args.section:
+            kept = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+            section = {name: results[name] for name in ("machine", "measured", "prior", "runs", "summary",
+                                                        "merged_from")}
+            results = kept | {args.section: section}
         write_text(args.out, json.dumps(results, indent=2))
         print(f"wrote {args.out}")
         return
     if not args.skip_quality:
         prior = load_prior(args.prior, args.device)
-        prompts = sharded(single_prompts()[:args.prompts or None], args.shard)
-        config = GenerateConfig(steps=args.steps, guidance_scale=args.guidance_scale)
+        prompts = args.only or (one_per_shape(single_prompts()) if args.one_per_shape else
+                                single_prompts()[:args.prompts or None])
+        prompts = sharded(prompts, args.shard)
+        config = GenerateConfig(steps=args.steps or None, guidance_scale=args.guidance_scale or None)
 
         def save_partial(rows: list[dict]) -> None:
             write_text(args.out, json.dumps(results | {"prior": prior.source, "runs": rows, "summary": summary(rows)},
                                             indent=2))
 
-        rows = quality_rows(prior, args.reps, args.guidances, prompts, config, save_partial)
+        guidances = ([INITIAL] if args.baseline else []) + args.guidances
+        rows = quality_rows(prior, args.reps, guidances, prompts, config, save_partial)
         results |= {"prior": prior.source, "runs": rows, "summary": summary(rows)}
         print_table(results["summary"])
     if not args.skip_sd:

@@ -93,17 +93,25 @@ def machine(results: dict, threads: int | None = None) -> str:
 def train_section(results: dict) -> list[str]:
     runs = results["runs"]
     scenes = sorted({row["scene"] for row in runs})
+    def load(row: dict) -> str:
+        figures = row.get("load_average")
+        return "-" if figures is None else f"{figures['before'][0]:.1f}-{figures['after'][0]:.1f}"
+
     rows = [[f"`{row['architecture']}`", row["scene"], str(row["steps"]), number(row["seconds"], 0),
              number(row["psnr_test"]), number(row["ssim_test"], 3), f"{row['parameters']:,}",
-             number(row["seconds_to_25dB"], 0), number(row["seconds_to_28dB"], 0)] for row in runs]
+             number(row["seconds_to_25dB"], 0), number(row["seconds_to_28dB"], 0),
+             number(row.get("seconds_to_30dB"), 0), str(row.get("threads", "-")), load(row)] for row in runs]
     lines = ["## Training fields: `fieldkit train`", "",
              f"{measured_line(measured_of(*runs, default=results['measured']))}, on an "
              f"{machine(results)}. `python bench/train.py` trains every architecture at `fieldkit train`'s "
              "defaults (`--scenes all` for every built-in scene) and writes `bench/results/train.json`.", "",
              "Seconds are optimisation time. The seconds to a PSNR are those of the first probe (every 100 steps, "
-             "on 4 test views) at or above it; PSNR and SSIM are means over all test views.", "",
+             "on 4 test views) at or above it; PSNR and SSIM are means over all test views. The machine is shared: "
+             "the load column is its 1-minute load average before and after the run (2 cores), which stretches "
+             "wall-clock seconds.", "",
              table(["architecture", "scene", "steps", "seconds", "test PSNR (dB)", "SSIM", "parameters",
-                    "seconds to 25 dB", "seconds to 28 dB"], rows, right={2, 3, 4, 5, 6, 7, 8})]
+                    "seconds to 25 dB", "seconds to 28 dB", "seconds to 30 dB", "threads", "load"], rows,
+                   right={2, 3, 4, 5, 6, 7, 8, 9, 10})]
     if results.get("note"):
         lines += ["", results["note"]]
     if scenes == ["tabletop"]:
@@ -285,7 +293,8 @@ def generate_section(results: dict) -> list[str]:
     return lines
 
 
-GEOMETRY_SECTIONS = {"geometry": "every single-object prompt", "guidance_subset": "one prompt per shape"}
+GEOMETRY_SECTIONS = {"geometry": "every single-object prompt",
+                     "guidance_subset": "each guidance on two prompts (a red cube, a yellow cone)"}
 
 
 def geometry_lines(results: dict) -> list[str]:
@@ -304,8 +313,9 @@ def geometry_lines(results: dict) -> list[str]:
         loads = [row["load"][0] for row in section["runs"] if "load" in row]
         load = f" The machine is shared: the load average was {min(loads):.1f}-{max(loads):.1f} during the runs." \
             if loads else ""
-        lines += ["", f"Geometry against the ground truth, {what} ({measured_line(measured_of(*section['summary'], default=section['measured']))}, "
-                      f"`python bench/generate.py --baseline`, {machine(section)} per run). The asset and the prompt's "
+        lines += ["", f"Geometry against the ground truth, {what}. "
+                      f"{measured_line(measured_of(*section['summary'], default=section['measured']))}, on an "
+                      f"{machine(section)} per run (`python bench/generate.py --baseline`). The asset and the prompt's "
                       "true shape are rendered over 24 azimuths at elevations 0, 20, 40, 60 and 80 after fitting the "
                       "asset's scale and turn; IoU is the silhouettes' (mean over views; min: the worst prompt), "
                       "stray the asset's coverage outside the true silhouette as a share of the frame, depth the "
@@ -362,7 +372,7 @@ def kernels_section(results: dict) -> list[str]:
     load = results["load_average"]
     return ["## Native kernels", "",
             f"{measured_line([results['measured']])}, on an {machine(results)} (`OMP_NUM_THREADS=2 python "
-            "bench/kernels.py`). Forward + backward of each op's native CPU kernel (cuda/, built on first use, "
+            "bench/native_kernels.py`). Forward + backward of each op's native CPU kernel (cuda/, built on first use, "
             "see [kernels](kernels.md)) against its torch reference in the same run, best of "
             f"{results['repeats']} after a warm-up; \"difference\" is the largest difference between the two paths' "
             "outputs and gradients, relative to the reference's largest magnitude. The hash encoding is "
@@ -370,6 +380,35 @@ def kernels_section(results: dict) -> list[str]:
             f"its load average was {load['before'][0]:.1f} before the run and {load['after'][0]:.1f} after. The extension built in {results['build_seconds']:.0f} s on "
             "first use.", "",
             table(["op", "size", "native (s)", "torch (s)", "speedup", "difference"], rows, right={2, 3, 4, 5})]
+
+
+def mesh_section(results: dict) -> list[str]:
+    conversion, geometry, teacher = results["conversion"], results["geometry"], results["teacher"]
+    steps = ("teacher_render_seconds", "extraction_seconds", "unwrap_seconds", "bake_seconds", "refine_seconds")
+    time_rows = [[name.removesuffix("_seconds").replace("_", " "), number(conversion.get(name), 0)] for name in steps]
+    time_rows.append(["total", number(conversion["seconds"], 0)])
+    quality_rows = [["teacher (hash grid)", number(teacher["psnr_test"]), "-", "-"],
+                    ["baked mesh", number(conversion["psnr_test_before"]), number(conversion["psnr_vs_teacher_before"]),
+                     number(geometry["before"]["chamfer"], 4)],
+                    ["refined mesh", number(conversion["psnr_test"]), number(conversion["psnr_vs_teacher"]),
+                     number(geometry["after"]["chamfer"], 4)]]
+    lines = ["## Meshes: `fieldkit convert --to mesh`", "",
+             f"{measured_line([results['measured']])}, on an {machine(results)}, scene `{results['scene']}` "
+             f"(`python bench/mesh.py`): a hash-grid teacher ({teacher.get('train_steps') or '?'} training steps) "
+             f"extracted, unwrapped, baked and refined at the command's defaults ({conversion['faces']:,} faces, "
+             f"{conversion['texture_size'][0]} px texture, {conversion['steps']} refinement steps). Test PSNR over all "
+             "test views; Chamfer distance (scene units, the mean of both directions) to the scene's true surface. "
+             "Why the defaults are what they are: [mesh](mesh.md).", "",
+             table(["model", "test PSNR (dB)", "PSNR vs teacher (dB)", "Chamfer"], quality_rows, right={1, 2, 3}), "",
+             table(["stage", "seconds"], time_rows, right={1})]
+    trip = results.get("round_trip")
+    if trip:
+        lines += ["", f"Round trip: the refined mesh taught a hash grid ({trip['hashgrid_steps']} steps, test PSNR "
+                      f"{number(trip['hashgrid_psnr_test'])} dB), which became a mesh again (test PSNR "
+                      f"{number(trip['mesh_psnr_test'])} dB), in {trip['seconds']:.0f} s."]
+    if results.get("note"):
+        lines += ["", results["note"]]
+    return lines
 
 
 def largest_of_each_op(rows: list[dict]) -> list[dict]:
@@ -391,10 +430,12 @@ def benchmarks_page() -> str:
          "defaults describes the code of its commit. The reference machine is a 2-core x86_64 CPU; timings vary "
          "by about 20% between runs of the same command on it, so compare seconds within one table. Why the "
          "defaults are what they are: [convert](convert.md), [train](train.md), [generate](generate.md), "
-         "[prior](prior.md), [viewer](viewer.md)."],
+         "[prior](prior.md), [viewer](viewer.md), [mesh](mesh.md)."],
         train_section(train), headline_section(convert) + matrix_section(convert), splats_section(splats),
         generate_section(generate), prior_section(prior), viewer_section(viewer),
         kernels_section(kernels)]
+    if (RESULTS / "mesh.json").exists():  # until bench/mesh.py has run, the page has no mesh section
+        sections.insert(4, mesh_section(load("mesh")))
     return "\n\n".join("\n".join(section) for section in sections) + "\n"
 
 

@@ -15,8 +15,10 @@ from fieldkit.generate.config import GenerateConfig
 from fieldkit.guidance.prior import load_prior
 from fieldkit.asset_file import read_tensors
 
-FAST = dict(steps=4, resolution=16, turntable_frames=3, turntable_resolution=16, preview_every=2)
-FAST_FLAGS = ["--steps", "4", "--resolution", "16", "--turntable-frames", "3", "--turntable-resolution", "16"]
+FAST = dict(steps=4, resolution=16, turntable_frames=3, turntable_resolution=16, preview_every=2,
+            geometry_metrics=False)
+FAST_FLAGS = ["--steps", "4", "--resolution", "16", "--turntable-frames", "3", "--turntable-resolution", "16",
+              "--no-geometry-metrics"]
 ASSETS = {"gaussians": "splats.safetensors", "field": "field.safetensors"}
 
 
@@ -50,8 +52,9 @@ def _assert_same_tensors(first, second):
 @pytest.mark.parametrize("rep", ["gaussians", "field"])
 def test_generate_writes_asset_turntable_preview_and_metrics(prior_directory, tmp_path, capsys, rep):
     out = tmp_path / "run"
+    flags = FAST_FLAGS[:-1] if rep == "gaussians" else FAST_FLAGS  # geometry metrics on splats only: ~10 s
     assert main(["generate", "a red cube", "--out", str(out), "--prior", str(prior_directory), "--rep", rep,
-                 *FAST_FLAGS]) == 0
+                 *flags]) == 0
     for name in (ASSETS[rep], "turntable.gif", "preview.png", "metrics.json"):
         assert (out / name).stat().st_size > 0, name
     assert not (out / "checkpoint.safetensors").exists()
@@ -59,6 +62,12 @@ def test_generate_writes_asset_turntable_preview_and_metrics(prior_directory, tm
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 4 and metrics["prompt"] == "red cube" and metrics["seconds"] > 0
     assert {"final_loss", "fidelity", "saturation"} <= set(metrics)
+    if rep == "gaussians":
+        geometry = metrics["geometry"]
+        assert 0 < geometry["iou"] < 1 and 0 <= geometry["stray"] < 1 and geometry["depth_error"] > 0
+        assert len(geometry["iou_by_elevation"]) == 5 and geometry["colour_distance"] > 0
+    else:
+        assert metrics["geometry"] is None and "not measured" in metrics["geometry_note"]
     assert "wrote" in capsys.readouterr().out
     from fieldkit.io import load
 
@@ -139,3 +148,21 @@ def test_nan_stops_with_one_line_and_no_asset(prior_directory, tmp_path, capsys)
 def test_unknown_choices_are_refused(prior_directory, tmp_path, capsys):
     assert main(["generate", "a red cube", "--out", str(tmp_path), "--guidance", "magic"]) == 2
     assert "--guidance magic" in capsys.readouterr().err
+
+
+def test_cleaning_finds_floaters_and_splats_that_no_view_needs():
+    from fieldkit.gaussians.initialise import splats_from_points
+    from fieldkit.generate.splats import NEEDED_WEIGHT, alpha_entropy, isolated, largest_blend_weights
+
+    generator = torch.Generator().manual_seed(0)
+    body = (torch.rand(300, 3, generator=generator) - 0.5) * 0.6
+    points = torch.cat([body, torch.tensor([[0.0, 0.0, 0.0], [0.95, 0.0, 0.6]])])  # a hidden centre, a floater
+    splats = splats_from_points(points, torch.rand(len(points), 3, generator=generator), 0.9, 0, torch.ones(3))
+    with torch.no_grad():
+        splats.log_scales[300] = -6.0  # tiny, and inside the opaque body
+    assert isolated(splats.means).nonzero().flatten().tolist() == [301]
+    weights = largest_blend_weights(splats, 32)
+    assert weights[300] < NEEDED_WEIGHT < weights[301] and int((weights[:300] > NEEDED_WEIGHT).sum()) > 50
+    # the alpha entropy is zero on empty and opaque pixels and largest at one half
+    assert float(alpha_entropy(torch.tensor([[[0.0, 1.0]]]))) < 0.01
+    assert float(alpha_entropy(torch.full((1, 1, 2), 0.5))) > 1.3  # two pixels of ln 2 each

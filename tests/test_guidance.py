@@ -148,12 +148,74 @@ def test_bsd_weight_is_the_clipped_minimum_norm_point():
     assert (combined.norm(dim=-1) <= torch.minimum(classifier.norm(dim=-1), smoothing.norm(dim=-1)) + 1e-5).all()
 
 
-def test_bsd_runs_on_the_prior_and_reports_its_weight(pixel_prior):
+@pytest.mark.parametrize("variant", ["standard", "auto"])
+def test_bsd_runs_on_the_prior_and_reports_its_weight(pixel_prior, variant):
     images = torch.rand(1, 3, 16, 16, requires_grad=True)
     condition = PromptProcessor.build(pixel_prior, "a blue torus").condition(torch.zeros(1), torch.zeros(1))
-    output = BSD(pixel_prior, 20.0)(images, torch.tensor([500]), condition, torch.eye(4)[None])
+    output = BSD(pixel_prior, 20.0, variant)(images, torch.tensor([500]), condition, torch.eye(4)[None])
     output.loss.backward()
     assert 0 <= output.figures["bsd_weight"] <= 1 and torch.isfinite(images.grad).all()
+
+
+class _FakePrior:
+    """eps(z_t, t, text) = 0.3 z_t + text[0, 0] * pattern: a prior whose predictions are known by hand."""
+
+    num_train_timesteps = 1000
+    device, dtype = torch.device("cpu"), torch.float32
+    alphas_cumprod = torch.linspace(0.999, 0.01, 1000)
+
+    def __init__(self):
+        self.pattern = torch.randn(3, 4, 4, generator=torch.Generator().manual_seed(5))
+
+    def encode_images(self, images):
+        return images * 2 - 1
+
+    def predict_noise(self, noisy, timesteps, text):
+        return 0.3 * noisy + text[:, 0, 0].view(-1, 1, 1, 1) * self.pattern
+
+
+def _fake_condition(cond: list[float], uncond: list[float]):
+    from fieldkit.guidance.prompts import Conditioning
+
+    as_text = lambda values: torch.tensor(values).view(-1, 1, 1).expand(-1, 2, 3).clone()
+    return Conditioning(as_text(cond), as_text(uncond))
+
+
+@pytest.mark.parametrize("variant", ["standard", "auto"])
+def test_bsd_gradients_match_the_published_formulas_by_hand(variant):
+    prior, scale = _FakePrior(), 7.0
+    images = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    timesteps = torch.tensor([100, 700])
+    condition = _fake_condition([1.5, -0.4], [0.2, 0.1])
+    BSD(prior, scale, variant)(images, timesteps, condition, torch.eye(4).repeat(2, 1, 1),
+                               torch.Generator().manual_seed(9)).loss.backward()
+    noise = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(9))
+    alpha_bar = prior.alphas_cumprod[timesteps].view(-1, 1, 1, 1)
+    noisy = alpha_bar.sqrt() * (images.detach() * 2 - 1) + (1 - alpha_bar).sqrt() * noise
+    eps_c = 0.3 * noisy + torch.tensor([1.5, -0.4]).view(-1, 1, 1, 1) * prior.pattern
+    eps_u = 0.3 * noisy + torch.tensor([0.2, 0.1]).view(-1, 1, 1, 1) * prior.pattern
+    if variant == "standard":  # PlacidDreamer's train_step_BSD, lambda = the guidance scale
+        classifier, smoothing, weight = scale * (eps_c - eps_u), eps_u, alpha_bar.sqrt()
+        # the two directions add up to SDS's guided prediction at the same scale: equal-scale comparison
+        torch.testing.assert_close(classifier + smoothing, eps_u + scale * (eps_c - eps_u))
+    else:  # train_step_BSD_auto
+        classifier, smoothing = eps_c - eps_u, 1.25 * (eps_u - noise)
+        weight = (eps_u - noise).flatten(1).norm(dim=1).view(-1, 1, 1, 1) * (1 - alpha_bar).sqrt() / 50
+    expected = []
+    for c, m in zip(classifier, smoothing):
+        a = float(((m - c) * m).sum() / (m - c).square().sum())
+        a = min(max(a, 0.0), 1.0)
+        expected.append(a * c + (1 - a) * m)
+    # images -> 2 x - 1 doubles the gradient; the loss averages over the 2 views
+    torch.testing.assert_close(images.grad, weight * torch.stack(expected) * 2 / 2, rtol=1e-4, atol=1e-6)
+
+
+def test_bsd_auto_takes_no_guidance_scale():
+    from fieldkit.generate.config import GenerateConfig
+
+    assert GenerateConfig(guidance="bsd-auto").scale is None and GenerateConfig(guidance="bsd").scale == 20.0
+    with pytest.raises(FieldkitError, match="does not apply"):
+        GenerateConfig(guidance="bsd-auto", guidance_scale=5.0)
 
 
 def test_schedules():

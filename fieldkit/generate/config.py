@@ -8,10 +8,11 @@ from fieldkit.options import check_numbers
 from fieldkit.guidance.schedules import TimestepSchedule
 
 REPRESENTATIONS = ("gaussians", "field")
-GUIDANCES = ("sds", "bsd", "vsd")
+GUIDANCES = ("sds", "bsd", "bsd-auto", "vsd")
 DEFAULT_STEPS = {"gaussians": 300, "field": 400}
 DEFAULT_RESOLUTION = {"gaussians": 64, "field": 32}
-DEFAULT_GUIDANCE_SCALE = {"sds": 20.0, "bsd": 20.0, "vsd": 7.5}
+DEFAULT_GUIDANCE_SCALE = {"sds": 20.0, "bsd": 20.0, "bsd-auto": None, "vsd": 7.5}
+"""bsd-auto has no guidance scale: its balance between prompt and smoothing sets itself."""
 
 
 @dataclass
@@ -19,14 +20,15 @@ class GenerateConfig:
     rep: str = "gaussians"
     """representation: gaussians (splats, DreamGaussian-style densification) or field (hash grid)"""
     guidance: str = "sds"
-    """score-distillation loss: sds, bsd (balanced, less saturated) or vsd (LoRA variational)"""
+    """score-distillation loss: sds, bsd (balanced, PlacidDreamer's standard variant), bsd-auto (its
+    auto-weighted variant, no guidance scale) or vsd (LoRA variational)"""
     steps: int | None = None
     """optimisation steps (default: 300 for gaussians, 400 for a field)"""
     seed: int = 0
     """random seed; a seed gives the same asset on CPU"""
     guidance_scale: float | None = None
-    """classifier-free guidance, diffusers' convention eps_u + s (eps_c - eps_u) (default: 20 for sds
-    and bsd, 7.5 for vsd)"""
+    """classifier-free guidance, diffusers' convention eps_u + s (eps_c - eps_u); bsd's classifier : smoothing
+    ratio (default: 20 for sds and bsd, 7.5 for vsd; bsd-auto takes none)"""
     views_per_step: int = 1
     """views rendered and guided per step"""
     resolution: int | None = None
@@ -63,6 +65,9 @@ class GenerateConfig:
     """vsd: learning rate of the LoRA adapters and camera embedding"""
     densify_grad_threshold: float = 0.002
     """gaussians: average screen-space gradient (NDC units) above which a splat is cloned or split"""
+    clean: bool = True
+    """gaussians: push rendered alpha to 0 or 1, prune floaters and splats that no view needs, and end with a
+    sharpening phase (--no-clean: DreamGaussian's recipe alone)"""
     max_splats: int = 3000
     """gaussians: densification stops at this many splats (the torch rasterizer's time grows with them)"""
     checkpoint_seconds: float = 30.0
@@ -75,6 +80,9 @@ class GenerateConfig:
     """gif or mp4"""
     turntable_resolution: int = 128
     """turntable frame size in pixels"""
+    geometry_metrics: bool = True
+    """built-in prior: score the asset's silhouette, depth, stray coverage and colour against the prompt's
+    ground-truth shape over elevations 0-80 in metrics.json (about 15 s)"""
 
     def __post_init__(self):
         for name, value, choices in (("--rep", self.rep, REPRESENTATIONS), ("--guidance", self.guidance, GUIDANCES),
@@ -84,6 +92,9 @@ class GenerateConfig:
                 raise FieldkitError(f"{name} {value}: choose one of {', '.join(choices)}")
         check_numbers(self, positive=("steps", "guidance_scale", "resolution", "views_per_step", "learning_rate_scale", "final_lr_fraction", "lora_rank",
                                       "max_splats", "preview_every", "turntable_frames", "turntable_resolution"))
+        if self.guidance == "bsd-auto" and self.guidance_scale:
+            raise FieldkitError("--guidance-scale does not apply to --guidance bsd-auto (its balance sets itself); "
+                                "use --guidance bsd for a fixed ratio")
         self.timestep_schedule()  # validates the schedule's settings
 
     @property
@@ -95,7 +106,7 @@ class GenerateConfig:
         return self.resolution or DEFAULT_RESOLUTION[self.rep]
 
     @property
-    def scale(self) -> float:
+    def scale(self) -> float | None:
         return self.guidance_scale or DEFAULT_GUIDANCE_SCALE[self.guidance]
 
     def timestep_schedule(self) -> TimestepSchedule:

@@ -43,7 +43,9 @@ def make_guidance(config: GenerateConfig, prior: Prior) -> Guidance:
 
     if config.guidance == "vsd":
         return VSD(prior, config.scale, config.weighting, config.lora_rank, config.lora_learning_rate)
-    return {"sds": SDS, "bsd": BSD}[config.guidance](prior, config.scale, config.weighting)
+    if config.guidance in ("bsd", "bsd-auto"):
+        return BSD(prior, config.scale, "auto" if config.guidance == "bsd-auto" else "standard")
+    return SDS(prior, config.scale, config.weighting)
 
 
 class GenerationRun(ResumableRun):
@@ -74,6 +76,10 @@ class GenerationRun(ResumableRun):
     def render(self, cameras) -> Renders:
         raise NotImplementedError
 
+    def regularisation(self, renders: Renders) -> torch.Tensor | float:
+        """A loss added to the guidance's on this step's renders (splats: alpha entropy)."""
+        return 0.0
+
     def after_gradients(self) -> None:
         """Work that needs this step's gradients (splats: densification statistics)."""
 
@@ -83,7 +89,8 @@ class GenerationRun(ResumableRun):
         self.check_finite(sum(parameter.detach().sum() for parameter in self.model.parameters()), "a parameter")
         views = random_views(self.config.views_per_step, self.config.render_resolution,
                              self.config.random_background, self.generator)
-        images = shaded_images(self.render(views.cameras), views.cameras, views.background, self.config.lambertian,
+        renders = self.render(views.cameras)
+        images = shaded_images(renders, views.cameras, views.background, self.config.lambertian,
                                self.config.textureless, self.generator)
         timesteps = self.schedule.sample(len(views.cameras), self.step, self.steps, self.prior.num_train_timesteps,
                                          self.generator).to(self.prior.device)
@@ -93,9 +100,12 @@ class GenerationRun(ResumableRun):
         if not output.loss.requires_grad:
             raise FieldkitError(f"the {self.config.rep} became empty at step {self.step} (no view sees anything); "
                                 "try another --seed or a lower --learning-rate-scale")
-        self.apply_gradients(output.loss)
+        regularisation = self.regularisation(renders)
+        self.apply_gradients(output.loss + regularisation)
         self.after_gradients()
         figures = {"loss": float(output.loss.detach()), **output.figures}
+        if isinstance(regularisation, torch.Tensor):
+            figures["regularisation"] = float(regularisation.detach())
         self.history.append(figures)
         return figures
 
@@ -140,7 +150,22 @@ class GenerationRun(ResumableRun):
             if self.history and name in self.history[0]:
                 metrics |= {f"{name}_start": self.mean_figure(name, last=False),
                             f"{name}_end": self.mean_figure(name, last=True)}
-        return self.write_results(metrics | evaluate(self.model, self.prompt) | self.representation_metrics())
+        return self.write_results(metrics | evaluate(self.model, self.prompt) | self.geometry() |
+                                  self.representation_metrics())
+
+    def geometry(self) -> dict:
+        """Geometry against the ground truth (`geometry.py`): only the built-in world has one."""
+        from fieldkit.generate.geometry import geometry_metrics, truth_pieces
+
+        if not self.config.geometry_metrics:
+            return {"geometry": None, "geometry_note": "not measured (--no-geometry-metrics)"}
+        if self.prior.closed_vocabulary is None:
+            return {"geometry": None, "geometry_note": "no ground truth: only the built-in prior's world has one"}
+        try:
+            truth_pieces(self.prompt)
+        except FieldkitError as error:
+            return {"geometry": None, "geometry_note": f"no ground truth: {error}"}
+        return {"geometry": geometry_metrics(self.model, self.prompt)}
 
     def mean_figure(self, name: str, last: bool) -> float | None:
         """The mean of a figure over the last (or first) FINAL_LOSS_STEPS steps this process ran."""

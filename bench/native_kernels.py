@@ -1,6 +1,6 @@
 """Native kernels against their torch references, forward + backward, on this machine's CPU.
 
-    OMP_NUM_THREADS=2 python bench/kernels.py [--threads 2] [--out bench/results/kernels.json]
+    OMP_NUM_THREADS=2 python bench/native_kernels.py [--threads 2] [--out bench/results/kernels.json]
 
 Each op runs both paths in one process on the same inputs: the hash encoding (HashGridConfig's
 defaults: 16 levels, 2 features, 2^17 rows per level, resolutions 16 to 512) at 2^14, 2^16 and
