@@ -29,6 +29,11 @@ def _parse_overrides(pairs: list[str]) -> dict:
     return overrides
 
 
+def _log(line: str) -> None:
+    """A run's notes (what it chose, what it skipped), on stderr beside its progress."""
+    print(f"fieldkit: {line}", file=sys.stderr)
+
+
 # -- verbs ---------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
@@ -51,15 +56,12 @@ def cmd_train(args) -> int:
 def cmd_convert(args) -> int:
     from fieldkit.distill import ConvertConfig, make_converter
 
-    def log(line: str) -> None:
-        print(f"fieldkit: {line}", file=sys.stderr)
-
     check_live_address(args)
     mesh_config = _mesh_config(args) if args.to == "mesh" else None
     converter = make_converter(args.teacher, args.to, args.out, dataclass_from_args(ConvertConfig, args),
-                               _parse_overrides(args.set), log=log, mesh_config=mesh_config)
+                               _parse_overrides(args.set), log=_log, mesh_config=mesh_config)
     if converter.resuming:
-        log(f"resuming the run in {args.out}")
+        _log(f"resuming the run in {args.out}")
     with live_view(args, converter, "convert"):
         metrics = converter.run_conversion()
     if args.to == "mesh":
@@ -90,13 +92,10 @@ def cmd_refine(args) -> int:
     from fieldkit.distill import ConvertConfig
     from fieldkit.distill.to_mesh import MeshDistiller
 
-    def log(line: str) -> None:
-        print(f"fieldkit: {line}", file=sys.stderr)
-
     config = ConvertConfig(rig=args.rig, seed=args.seed, checkpoint_seconds=args.checkpoint_seconds)
-    refiner = MeshDistiller(args.teacher, args.out, config, _mesh_config(args), mesh_path=args.mesh, log=log)
+    refiner = MeshDistiller(args.teacher, args.out, config, _mesh_config(args), mesh_path=args.mesh, log=_log)
     if refiner.resuming:
-        log(f"resuming the run in {args.out}")
+        _log(f"resuming the run in {args.out}")
     return _report_mesh(refiner.run_conversion(), args.out)
 
 

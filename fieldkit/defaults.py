@@ -107,3 +107,21 @@ def resolve_convert(config, teacher: str, student: str, splat_teacher: bool, pro
 
 def student_samples_per_diagonal(teacher: str, student: str) -> int:
     return PAIR_SAMPLES_PER_DIAGONAL.get((teacher, student), profile(student).student_samples_per_diagonal)
+
+
+MESH_FACES = 40_000
+"""Faces a mesh is decimated to: enough for the built-in scenes' curved parts at 128-pixel views,
+few enough that xatlas unwraps them and the CPU rasterizer refines them in minutes (docs/mesh.md)."""
+
+MESH_TEXTURE_SIZE = 1024
+"""Texels per side of a mesh's texture: about four texels per pixel of a 128-pixel view of it."""
+
+MESH_GRID_RESOLUTION = 192
+"""Samples per axis of the log-density grid that marching cubes runs on: a cell near a
+128-pixel view's pixel at the built-in scenes' camera distance."""
+
+MESH_TEACHER_VIEWS = 48
+"""Teacher renders that a mesh's texture is baked from and its refinement learns from."""
+
+MESH_REFINE_STEPS = 300
+"""Refinement steps of a mesh (two views each, by default)."""

@@ -18,6 +18,7 @@ from fieldkit.distill.sampling import choose_rig
 from fieldkit.distill.sources import ActiveShares, RayBatch, RenderedRays, RigRays
 from fieldkit.distill.splat_teacher import SplatTeacher
 from fieldkit.distill.stages import shared_stages
+from fieldkit.distill.to_mesh import MeshDistiller
 from fieldkit.distill.to_splats import SplatDistiller
 from fieldkit.distill.student import (
     inherit_colour_head,
@@ -32,6 +33,7 @@ from fieldkit.errors import FieldkitError
 from fieldkit.fields import ARCHITECTURES, field_class
 from fieldkit.fields.base import GeometryVectorField
 from fieldkit.fields.voxels import VoxelField
+from fieldkit.mesh.config import MeshConfig
 from fieldkit.metrics import mse_to_psnr
 from fieldkit.fitting import evaluate
 from fieldkit.runs import ResumableRun, RunDirectory
@@ -200,10 +202,17 @@ class Converter(ResumableRun):
 
 
 def make_converter(teacher_path: str | Path, architecture: str, out: str | Path, config: ConvertConfig,
-                   overrides: dict | None = None, log: Callable[[str], None] = lambda line: None) -> ResumableRun:
-    """The run that converts the teacher into `architecture`: splat students have their own."""
-    if architecture not in (*ARCHITECTURES, "gaussians"):
-        raise FieldkitError(f"unknown target '{architecture}'; choose one of: {', '.join(ARCHITECTURES)}, gaussians")
+                   overrides: dict | None = None, log: Callable[[str], None] = lambda line: None,
+                   mesh_config: MeshConfig | None = None) -> ResumableRun:
+    """The run that converts the teacher into `architecture`: splat and mesh students have their own."""
+    if architecture not in (*ARCHITECTURES, "gaussians", "mesh"):
+        raise FieldkitError(f"unknown target '{architecture}'; choose one of: {', '.join(ARCHITECTURES)}, gaussians, "
+                            f"mesh")
+    if architecture == "mesh":
+        if overrides:
+            raise FieldkitError("--set changes a field student's architecture; a mesh takes --faces, --texture-size "
+                                "and the other mesh options instead")
+        return MeshDistiller(teacher_path, out, config, mesh_config or MeshConfig(), log=log)
     if architecture == "gaussians":
         if config.max_seconds:
             raise FieldkitError("--max-seconds is for field students: a splat student's densification follows "

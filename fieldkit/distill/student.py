@@ -12,6 +12,7 @@ from fieldkit.fields import build_field, make_config
 from fieldkit.fields.base import GeometryVectorField
 from fieldkit.gaussians import Splats
 from fieldkit.io import load
+from fieldkit.mesh import Mesh
 from fieldkit.radiance import RadianceField
 from fieldkit.render.occupancy import OccupancyGrid
 
@@ -22,7 +23,8 @@ def student_config(architecture: str, preset: str, overrides: dict | None):
 
 
 def load_teacher(path: str | Path) -> RadianceField:
-    """A field asset as it is; splats (an asset or a 3DGS .ply) as a `SplatTeacher`."""
+    """A field asset as it is; splats (an asset or a 3DGS .ply) as a `SplatTeacher`; a textured
+    mesh (.glb / .obj) as a `MeshTeacher`."""
     model = load(path)
     if isinstance(model, Splats):
         from fieldkit.distill.splat_teacher import (
@@ -30,6 +32,10 @@ def load_teacher(path: str | Path) -> RadianceField:
         )
 
         model = SplatTeacher(model.requires_grad_(False).eval())
+    if isinstance(model, Mesh):
+        from fieldkit.distill.mesh_teacher import MeshTeacher  # bakes a volume: import it when needed
+
+        model = MeshTeacher(model.requires_grad_(False).eval())
     if not isinstance(model, RadianceField):
         raise FieldkitError(f"{path} holds {model.kind}, which convert cannot use as a teacher")
     return model.requires_grad_(False).eval()
