@@ -3,14 +3,18 @@
     python bench/train.py [--scenes tabletop ...] [--archs hashgrid ...] [--out bench/results/train.json]
 
 Each run uses `fieldkit train`'s defaults; test PSNR is probed on 4 test views every
-`--eval-every` steps to find when 25 and 28 dB are first reached (optimisation seconds,
-evaluation excluded). Prints a table and writes JSON.
+`--eval-every` steps to find when 25, 28 and 30 dB are first reached (optimisation seconds,
+evaluation excluded). The machine is shared: each row records the load average before and after
+its run, and the process's CPU seconds (user and system) beside the wall-clock ones. Prints a
+table and writes JSON.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import resource
 import tempfile
 from pathlib import Path
 
@@ -21,18 +25,29 @@ from fieldkit.fields import ARCHITECTURES
 from fieldkit.scenes import DEFAULT_SCENE, names
 from fieldkit.fitting import TrainConfig, first_time_reaching
 from fieldkit.train import Trainer
+from provenance import measured
 
-TARGETS = (25.0, 28.0)
+TARGETS = (25.0, 28.0, 30.0)
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_one(scene: str, architecture: str, eval_every: int) -> dict:
     history: list[tuple[int, float, float]] = []
+    load_before, cpu_before = os.getloadavg(), cpu_seconds()
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(scene, architecture, out, TrainConfig(eval_every=eval_every))
         metrics = trainer.run_training(on_eval=lambda step, seconds, psnr: history.append((step, seconds, psnr)))
     row = {"scene": scene, "architecture": architecture, "steps": metrics["steps"], "seconds": metrics["seconds"],
            "psnr_test": metrics["psnr_test"], "ssim_test": metrics["ssim_test"], "parameters": metrics["parameters"],
-           "history": history}
+           "history": history, "threads": torch.get_num_threads(),
+           "cpu_seconds_with_evaluation": cpu_seconds() - cpu_before,
+           "load_average": {"before": list(load_before), "after": list(os.getloadavg())}}
+    if "occupied_fraction" in metrics:
+        row["occupied_fraction"] = metrics["occupied_fraction"]
     row |= {f"seconds_to_{target:g}dB": first_time_reaching(history, target) for target in TARGETS}
     return row | {"measured": measured()}
 
@@ -42,7 +57,10 @@ def merged_runs(path: Path, rows: list[dict]) -> list[dict]:
     architecture, so that architectures can be benchmarked one at a time (each row keeps its own
     `measured` entry)."""
     fresh = {(row["scene"], row["architecture"]) for row in rows}
-    earlier = json.loads(path.read_text())["runs"] if path.exists() else []
+    document = json.loads(path.read_text()) if path.exists() else {"runs": []}
+    # rows from before threads were recorded per row ran on the file's machine's thread count
+    threads = document.get("machine", {}).get("threads")
+    earlier = [{"threads": threads} | row if threads else row for row in document["runs"]]
     return [row for row in earlier if (row["scene"], row["architecture"]) not in fresh] + rows
 
 
@@ -55,7 +73,7 @@ def print_table(rows: list[dict]) -> None:
         f" {'t@' + format(target, 'g') + 'dB':>8}" for target in TARGETS)
     print(header)
     for row in rows:
-        times = "".join(f" {_seconds(row[f'seconds_to_{target:g}dB']):>8}" for target in TARGETS)
+        times = "".join(f" {_seconds(row.get(f'seconds_to_{target:g}dB')):>8}" for target in TARGETS)
         print(f"{row['scene']:<10} {row['architecture']:<12} {row['steps']:>6} {row['seconds']:>8.0f} "
               f"{row['psnr_test']:>6.2f} {row['ssim_test']:>6.3f}{times}")
 
@@ -77,8 +95,11 @@ def main() -> None:
     print_table(rows)
     machine = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                "torch": torch.__version__}
+    previous = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+    # a note on the earlier rows (what code they describe) stays with them
+    note = {"note": previous["note"]} if "note" in previous else {}
     write_text(args.out, json.dumps({"machine": machine, "measured": measured(),
-                                     "runs": merged_runs(Path(args.out), rows)}, indent=2))
+                                     "runs": merged_runs(Path(args.out), rows)} | note, indent=2))
     print(f"wrote {args.out}")
 
 

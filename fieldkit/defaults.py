@@ -45,6 +45,12 @@ PROFILES = {
     "voxels": Profile(1200, 256, 256, 2048, 2.0, 1.0),
 }
 
+TRAIN_BATCH_SAMPLES = 1 << 17
+"""Occupied samples a field's photo-training step renders at most (fewer rays while many cells are
+occupied): while the field is still faint every sample of every ray is evaluated, so a fixed ray
+count made the first steps several times dearer than the later ones, the more so the more of its
+box the object fills."""
+
 PAIR_SAMPLES_PER_DIAGONAL = {("voxels", "hashgrid"): 128}
 """Teacher -> student pairs that learn at another spacing than the student's own: the voxel
 teacher's hash-grid student gains more from more steps than from denser samples."""

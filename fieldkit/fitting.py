@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from fieldkit.data import Dataset
+from fieldkit.defaults import TRAIN_BATCH_SAMPLES
 from fieldkit.metrics import mse_to_psnr, psnr, ssim
 from fieldkit.options import check_numbers
 from fieldkit.renderable import Renderable
@@ -18,7 +19,9 @@ class TrainConfig:
     steps: int | None = None
     """optimisation steps (default: the architecture's, see fieldkit/defaults.py)"""
     batch_rays: int = 4096
-    """rays per step"""
+    """rays per step (at most: a field's step renders only the rays whose samples fit in --batch-samples)"""
+    batch_samples: int = TRAIN_BATCH_SAMPLES
+    """occupied samples per field training step, at most (see fieldkit/defaults.py)"""
     samples_per_diagonal: int | None = None
     """ray-marching steps across the bounding-box diagonal (default: the architecture's)"""
     occupancy_resolution: int = 64
@@ -39,7 +42,7 @@ class TrainConfig:
     """architecture preset: cpu or gpu"""
 
     def __post_init__(self):
-        check_numbers(self, positive=("steps", "batch_rays", "samples_per_diagonal", "occupancy_resolution",
+        check_numbers(self, positive=("steps", "batch_rays", "batch_samples", "samples_per_diagonal", "occupancy_resolution",
                                       "occupancy_every", "eval_every", "final_lr_fraction", "downscale"))
 
 

@@ -7,9 +7,11 @@ from torch import Tensor, nn
 from fieldkit.cameras import Cameras
 from fieldkit.fields import Field
 from fieldkit.render.occupancy import OccupancyGrid
-from fieldkit.render.volume import RenderOutput, render_rays
+from fieldkit.render.volume import RenderOutput, composite, march, render_rays
 
 RENDER_CHUNK = 8192
+"""Rays per chunk of `render`: its samples (at most the box's diagonal in steps per ray) and their
+features stay within a few hundred megabytes however large the image."""
 
 
 class RadianceField(nn.Module):
@@ -37,10 +39,26 @@ class RadianceField(nn.Module):
         return output.log_density, output.rgb
 
     def render_rays(self, origins: Tensor, directions: Tensor, background: Tensor | None = None,
-                    jitter: Tensor | None = None) -> RenderOutput:
+                    jitter: Tensor | None = None, max_samples: int | None = None) -> RenderOutput:
+        """See `fieldkit.render.volume.render_rays`; with `max_samples` it may render only the first rays."""
         background = self.background if background is None else background
         return render_rays(self._radiance, self.field.log_density, self.grid, origins, directions, background,
-                           self.step_size, jitter)
+                           self.step_size, jitter, max_samples)
+
+    @torch.no_grad()
+    def _render_chunk(self, origins: Tensor, directions: Tensor, background: Tensor | None) -> RenderOutput:
+        """`render_rays` without gradient: a field that emits the geometry vector keeps it from the
+        visibility pass, so the visible samples only run its colour head, not its encoding again."""
+        if not hasattr(self.field, "geometry_rows"):
+            return self.render_rays(origins, directions, background)
+        background = self.background if background is None else background
+        samples = march(self.field.geometry_rows, self.grid, origins, directions, self.step_size)
+
+        def radiance(points: Tensor, sample_directions: Tensor) -> tuple[Tensor, Tensor]:
+            output = self.field.output_from_geometry(samples.values, sample_directions)
+            return output.log_density, output.rgb
+
+        return composite(radiance, samples, directions, background, self.step_size)
 
     @torch.no_grad()
     def render(self, cameras: Cameras, background: Tensor | None = None, chunk: int = RENDER_CHUNK) -> RenderOutput:
@@ -52,7 +70,7 @@ class RadianceField(nn.Module):
         outputs = []
         for index in range(len(cameras)):
             origins, directions = cameras.image_rays(index)
-            parts = [self.render_rays(o, d, background) for o, d in zip(origins.split(chunk), directions.split(chunk))]
+            parts = [self._render_chunk(o, d, background) for o, d in zip(origins.split(chunk), directions.split(chunk))]
             outputs.append([torch.cat([getattr(part, name) for part in parts]) for name in ("rgb", "alpha", "depth")])
         rgb, alpha, depth = (torch.stack([output[i] for output in outputs]) for i in range(3))
         return RenderOutput(rgb.view(-1, height, width, 3), alpha.view(-1, height, width), depth.view(-1, height, width))

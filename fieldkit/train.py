@@ -2,6 +2,9 @@
 resumable run directory (see `fieldkit.runs`)."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,6 +19,30 @@ from fieldkit.radiance import RadianceField
 from fieldkit.render.occupancy import OccupancyGrid
 from fieldkit.runs import RunDirectory
 
+SAMPLED_FRACTION = 0.25
+"""Once the field has taken shape, each occupancy update re-evaluates this random fraction of the
+cells (instant-ngp)."""
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters
+
+
+def keep_freed_memory() -> None:
+    """Makes glibc keep freed memory for reuse instead of returning it to the system.
+
+    A training step allocates and frees hundreds of megabytes of tensors; glibc serves each block
+    above 32 MB with its own mmap, so every step pays again for page faults on fresh memory, as
+    much system time as the step's own work. The process's memory then stays at its peak.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_MAX, 0)
+        libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to tune
+        pass
+
+
 def make_trainer(source: str, architecture: str, out: str | Path, config: TrainConfig,
                  overrides: dict | None = None) -> "Trainer":
     """The trainer for an architecture: splats have their own, every field shares `Trainer`."""
@@ -28,6 +55,7 @@ class Trainer(PhotoRun):
     def __init__(self, source: str, architecture: str, out: str | Path, config: TrainConfig,
                  field_overrides: dict | None = None):
         self.config = config = resolve_train(config, architecture)
+        keep_freed_memory()
         self.run = RunDirectory(out)
         field_config = make_config(architecture, config.preset, field_overrides)
         self.steps = config.steps
@@ -56,8 +84,8 @@ class Trainer(PhotoRun):
         origins, directions = self.train_set.cameras.generate_rays(
             self.camera_index[batch], self.pixel_x[batch], self.pixel_y[batch])
         jitter = torch.rand(batch.shape[0], generator=self.generator)
-        output = self.model.render_rays(origins, directions, jitter=jitter)
-        mse = (output.rgb - self.rgb[batch]).square().mean()
+        output = self.model.render_rays(origins, directions, jitter=jitter, max_samples=self.config.batch_samples)
+        mse = (output.rgb - self.rgb[batch[:output.rgb.shape[0]]]).square().mean()
         self.apply_gradients(mse + self.model.field.regularization(self.generator))
         return mse.item()
 
@@ -67,9 +95,17 @@ class Trainer(PhotoRun):
             self.update_occupancy()
 
     def update_occupancy(self) -> None:
-        # every cell while the field takes shape, then a random quarter per update (instant-ngp)
-        fraction = 1.0 if self.step < 256 else 0.25
-        self.model.update_occupancy(fraction, self.generator)
+        """Every cell while the field is still faint, then a random SAMPLED_FRACTION per update.
+
+        The field counts as faint while the grid's mean density is below the occupancy threshold
+        (one step's worth of opacity): its cells are then judged against their mean, and a cell
+        dropped by one update may be needed by the next; once the mean passes the threshold the
+        cells are judged by opacity alone and change slowly. Read from the grid, so the rule holds
+        whatever the scene's size and survives a resumed run.
+        """
+        grid = self.model.grid
+        faint = float(grid.density.mean()) < grid.opacity_threshold / self.model.step_size
+        self.model.update_occupancy(1.0 if faint else SAMPLED_FRACTION, self.generator)
 
     def model_metrics(self) -> dict:
         return {"occupied_fraction": self.model.grid.occupied_fraction()}

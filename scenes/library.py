@@ -1,15 +1,18 @@
 """The built-in scenes, each a short composition of shared primitives and textures.
 
-World units, z up; everything stays inside [-1, 1]^3 and within about 1.1 of the z axis, so a
-camera 4 units away with NeRF-Synthetic's field of view sees the whole scene.
+World units, z up. The object scenes stay inside [-1, 1]^3 and within about 1.1 of the z axis,
+so a camera 4 units away with NeRF-Synthetic's field of view sees the whole scene; `gallery` is
+photographed from the front (see `Capture`) and fills its own, larger box.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from itertools import combinations, product
 from typing import Callable
 
 from .materials import Material, checker, choose, constant, gradient, stripes
-from .sdf import box, capsule, cylinder, below, intersection, rotation, shell, sphere, torus, union
+from .sdf import box, capsule, cone, cylinder, below, intersection, rotation, shell, sphere, torus, union
 from .tracer import Part, Scene
 
 TABLE_TOP = -0.5
@@ -88,5 +91,69 @@ def bowl() -> Scene:
     ))
 
 
-SCENES: dict[str, Callable[[], Scene]] = {"tabletop": tabletop, "lattice": lattice, "glossy": glossy, "bowl": bowl}
+def carousel() -> Scene:
+    """A real-capture-sized object: wide enough to fill the box, with detail down to a few pixels
+    of a 200-pixel view (thin poles, a fine checker and narrow bands)."""
+    floor, roof = -0.8, 0.42
+    count, pole_radius = 8, 0.7
+    angles = [2 * math.pi * (index + 0.5) / count for index in range(count)]
+    spots = [(pole_radius * math.cos(angle), pole_radius * math.sin(angle)) for angle in angles]
+    poles = union(*(capsule((x, y, floor), (x, y, roof), 0.022) for x, y in spots))
+    # the riders sit at two alternating heights, as on a turning carousel
+    riders = union(*(sphere((x, y, -0.25 + 0.22 * (index % 2)), 0.13) for index, (x, y) in enumerate(spots)))
+    return Scene("a carousel filling the whole box: a checkered canopy on thin poles with riders, a striped drum", (
+        Part(cylinder((0.0, 0.0, floor - 0.07), 0.96, 0.07, rounding=0.02),
+             _material(stripes(WOOD_LIGHT, WOOD_DARK, width=0.09, axis=0), MATTE)),
+        Part(cylinder((0.0, 0.0, -0.35), 0.36, 0.45, rounding=0.03),
+             _material(stripes(RED, CREAM, width=0.07, axis=2, origin=-0.35), SATIN)),
+        Part(cylinder((0.0, 0.0, 0.0), 0.1, 0.45), _material(gradient(YELLOW, ORANGE, axis=2, start=-0.4, end=0.45),
+                                                            SATIN)),
+        Part(cone((0.0, 0.0, roof), 0.97, 0.52), _material(checker(BLUE, CREAM, 0.1), SATIN)),
+        Part(torus((0.0, 0.0, roof), 0.9, 0.035), _material(constant(YELLOW), GLOSSY)),
+        Part(poles, _material(gradient(STEEL_DARK, STEEL_LIGHT, axis=2, start=floor, end=roof), GLOSSY)),
+        Part(riders, _material(checker(PURPLE, PEACH, 0.06), SATIN)),
+    ))
+
+
+GALLERY_BOUNDS = ((-4.0, -1.5, -3.5), (4.0, 5.5, 2.7))
+"""The box of `gallery`: its cameras stand outside it at y = -4 and look along +y."""
+
+
+def gallery() -> Scene:
+    """A forward-facing capture: a few objects 3-5 units in front of the cameras and a textured
+    back wall 9 units away that fills every view, as in an LLFF scene."""
+    wall = box((0.0, 5.0, -0.4), (3.9, 0.2, 2.9))
+    return Scene("forward-facing: objects on a low plinth before a far checkered wall (the cameras look one way)", (
+        Part(wall, _material(checker(GREY_LIGHT, TEAL, 0.5, origin=(0.0, 5.0, -0.4)), MATTE)),
+        Part(box((0.0, 0.4, -0.95), (1.6, 1.1, 0.15), rounding=0.03),
+             _material(stripes(WOOD_LIGHT, WOOD_DARK, width=0.15, axis=0), MATTE)),
+        Part(sphere((-0.7, 0.0, -0.4), 0.4), _material(gradient(BLUE, PEACH, axis=2, start=-0.8, end=0.0), SATIN)),
+        Part(box((0.6, 0.8, -0.35), (0.35, 0.35, 0.45), rounding=0.03),
+             _material(checker(RED, CREAM, 0.15, origin=(0.6, 0.8, -0.35)), SATIN), rotation("z", 30, (0.6, 0.8, 0.0))),
+        Part(torus((0.0, -0.3, -0.73), 0.3, 0.07), _material(constant(GREEN), GLOSSY)),
+        Part(cylinder((-0.2, 1.2, -0.1), 0.18, 0.7, rounding=0.02),
+             _material(stripes(YELLOW, ORANGE, width=0.12, axis=2), SATIN)),
+    ), bounds=GALLERY_BOUNDS, max_steps=1024)
+
+
+@dataclass(frozen=True)
+class Capture:
+    """How a scene is photographed into a dataset."""
+
+    resolution: int = 128
+    """image width in pixels"""
+    aspect: float = 1.0
+    """image height / width"""
+    rig: str = "orbit"
+    """orbit: cameras on the upper hemisphere looking at the origin (NeRF-Synthetic); forward:
+    cameras on a plane, all looking along +y (LLFF)"""
+
+
+SCENES: dict[str, Callable[[], Scene]] = {"tabletop": tabletop, "lattice": lattice, "glossy": glossy, "bowl": bowl,
+                                          "carousel": carousel, "gallery": gallery}
 """Name -> builder, the default first."""
+
+CAPTURES: dict[str, Capture] = {"carousel": Capture(resolution=200),
+                                "gallery": Capture(resolution=200, aspect=0.75, rig="forward")}
+"""Scenes photographed otherwise than 128-pixel orbits: at real-capture sizes (NeRF-Synthetic's
+objects and LLFF's downscaled photos are a few hundred pixels across)."""

@@ -19,7 +19,9 @@ from .materials import Material
 from .sdf import SDF, PointMap
 
 BOUNDS = 1.0
-"""Scene content lies in [-BOUNDS, BOUNDS]^3; rays are only marched inside that box."""
+"""A scene's content lies in [-BOUNDS, BOUNDS]^3 unless it names other bounds; rays are only
+marched inside its box."""
+Bounds = tuple[tuple[float, float, float], tuple[float, float, float]]
 MAX_STEPS = 128
 HIT_EPSILON = 5e-4
 NORMAL_STEP = 1e-3
@@ -50,6 +52,11 @@ class Scene:
     parts: tuple[Part, ...]
     lights: tuple[Light, ...] = (Light((0.45, 0.3, 1.0), 0.75), Light((-0.7, -0.5, 0.35), 0.25))
     ambient: float = 0.35
+    bounds: Bounds = ((-BOUNDS,) * 3, (BOUNDS,) * 3)
+    """min and max corners of the box that holds the scene (and becomes its dataset's aabb)"""
+    max_steps: int = MAX_STEPS
+    """sphere-tracing steps before a ray counts as a miss: a ray grazing a long flat face shortens
+    its steps geometrically, so scenes seen at grazing angles need more"""
 
     def distance(self, points: Tensor) -> Tensor:  # [N]
         result = self.parts[0].shape(self.parts[0].local(points))
@@ -62,10 +69,12 @@ class Scene:
         return distances.argmin(dim=0)
 
 
-def box_interval(origins: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
-    """Entry and exit depths [R] of each ray in the scene box (entry >= 0; exit < entry on a miss)."""
+def box_interval(origins: Tensor, directions: Tensor, bounds: Bounds = ((-BOUNDS,) * 3, (BOUNDS,) * 3)
+                 ) -> tuple[Tensor, Tensor]:
+    """Entry and exit depths [R] of each ray in the box `bounds` (entry >= 0; exit < entry on a miss)."""
     inverse = 1.0 / torch.where(directions.abs() < 1e-12, torch.full_like(directions, 1e-12), directions)
-    lower, upper = (-BOUNDS - origins) * inverse, (BOUNDS - origins) * inverse  # [R, 3]
+    low, high = (torch.tensor(corner, dtype=origins.dtype) for corner in bounds)
+    lower, upper = (low - origins) * inverse, (high - origins) * inverse  # [R, 3]
     entry = torch.minimum(lower, upper).max(dim=-1).values.clamp(min=0)
     exit_ = torch.maximum(lower, upper).min(dim=-1).values
     return entry, exit_
@@ -73,12 +82,12 @@ def box_interval(origins: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
 
 def trace(scene: Scene, origins: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
     """Depth [R] of each ray's first surface hit and a hit mask [R]; `directions` are unit vectors."""
-    entry, exit_ = box_interval(origins, directions)
+    entry, exit_ = box_interval(origins, directions, scene.bounds)
     depth = torch.zeros_like(entry)
     hit = torch.zeros_like(entry, dtype=torch.bool)
     alive = (entry < exit_).nonzero().squeeze(1)  # [A] indices of rays still marching
     marched = entry[alive]  # [A]
-    for _ in range(MAX_STEPS):
+    for _ in range(scene.max_steps):
         if alive.numel() == 0:
             break
         distance = scene.distance(origins[alive] + marched[:, None] * directions[alive])  # [A]

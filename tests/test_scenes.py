@@ -48,12 +48,13 @@ def test_unknown_scene_names_the_known_ones(call):
 
 
 @pytest.mark.parametrize("name", scenes.names())
-def test_scene_content_stays_inside_the_unit_box(name):
+def test_scene_content_stays_inside_its_box(name):
     scene = scenes.get(name)
-    grid = torch.linspace(-1, 1, 41)
+    low, high = (torch.tensor(corner) for corner in scene.bounds)
+    grid = torch.linspace(0, 1, 41)
     u, v = (axis.reshape(-1) for axis in torch.meshgrid(grid, grid, indexing="ij"))
-    faces = [torch.stack([u, v, torch.full_like(u, side)], dim=-1)[:, order]
-             for side in (-1.0, 1.0) for order in ([0, 1, 2], [2, 0, 1], [1, 2, 0])]
+    faces = [low + torch.stack([u, v, torch.full_like(u, side)], dim=-1)[:, order] * (high - low)
+             for side in (0.0, 1.0) for order in ([0, 1, 2], [2, 0, 1], [1, 2, 0])]
     assert scene.distance(torch.cat(faces)).min() > 0
 
 

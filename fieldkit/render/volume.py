@@ -90,6 +90,14 @@ def sample_along_rays(origins: Tensor, directions: Tensor, grid: OccupancyGrid, 
     return RaySamples(t[kept], points[kept], rays[kept], steps[kept])
 
 
+def leading_rays(samples: RaySamples, ray_count: int, max_samples: int) -> int:
+    """How many of the first rays have at most `max_samples` samples in all (at least one ray)."""
+    if samples.rays.numel() <= max_samples:
+        return ray_count
+    # samples are sorted by ray: the ray of the first sample past the budget is the first left out
+    return max(int(samples.rays[max_samples]), 1)
+
+
 def _exclusive_sums(values: Tensor, rays: Tensor, ray_count: int) -> Tensor:
     """For packed samples sorted by ray: the sum of `values` [M] over the earlier samples of the
     same ray. One cumulative sum over all rays, less each ray's total before its first sample,
@@ -203,11 +211,21 @@ def composite(radiance_fn: RadianceFn, samples: RaySamples, directions: Tensor, 
 
 
 def render_rays(radiance_fn: RadianceFn, log_density_fn: LogDensityFn, grid: OccupancyGrid, origins: Tensor,
-                directions: Tensor, background: Tensor, step_size: float, jitter: Tensor | None = None) -> RenderOutput:
+                directions: Tensor, background: Tensor, step_size: float, jitter: Tensor | None = None,
+                max_samples: int | None = None) -> RenderOutput:
     """Composites rgb, alpha and depth [R] along rays over `background` [3] or [R, 3].
 
     A first pass without gradient finds where each ray becomes opaque; only the samples
-    before that point are evaluated again with gradient.
+    before that point are evaluated again with gradient. With `max_samples`, only the first rays
+    whose occupied samples fit in it are rendered (the output then has fewer rows than `origins`):
+    a training step of random rays costs the same however much of the grid is still occupied.
     """
-    samples = march(log_density_fn, grid, origins, directions, step_size, jitter)
+    samples = sample_along_rays(origins, directions, grid, step_size, jitter)
+    if max_samples is not None:
+        count = leading_rays(samples, origins.shape[0], max_samples)
+        if count < origins.shape[0]:
+            samples = samples.subset(slice(0, int(torch.searchsorted(samples.rays, count))))
+            directions = directions[:count]
+            background = background[:count] if background.dim() == 2 else background
+    samples = visible_samples(log_density_fn, samples, directions.shape[0], step_size)
     return composite(radiance_fn, samples, directions, background, step_size)
