@@ -291,9 +291,10 @@ def _dead_units(layers, field, aabb: torch.Tensor) -> int:
 
 @pytest.mark.parametrize("pair, hidden_layers, most_kept_dead", [
     ("hashgrid-mlp", lambda field: list(field.layers), 0.5),
-    # the voxel teacher has no colour head to hand over, so its grid students start with a blank one
+    # the voxel teacher has no colour head to hand over, so its grid students start with a blank
+    # one; its smaller head loses fewer units either way, so its bound is looser
     ("voxels-tensorf-vm", lambda field: [layer for layer in field.colour_head.mlp[:-1]
-                                         if isinstance(layer, torch.nn.Linear)], 0.6),
+                                         if isinstance(layer, torch.nn.Linear)], 0.75),
 ], ids=["mlp-student", "blank-colour-head"])
 def test_a_warmed_up_student_keeps_its_relu_units(pair, hidden_layers, most_kept_dead, teachers, tmp_path):
     """Adam's first steps at a student's full rate kill ReLU units for good: warming its learning
