@@ -172,6 +172,6 @@ def test_a_3dgs_ply_is_a_teacher_too(field_to_splats):
     """A .ply carries no dataset: the volume's bounds come from the splat centres."""
     out, _ = field_to_splats
     teacher = load_teacher(out / "splats.ply")
-    centres = teacher.splats.means
+    centres = teacher.source.means
     assert (teacher.aabb[0] <= centres.amin(dim=0)).all() and (teacher.aabb[1] >= centres.amax(dim=0)).all()
     assert teacher.architecture == "gaussians" and 0 < teacher.grid.occupied_fraction() < 0.6

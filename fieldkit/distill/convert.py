@@ -16,7 +16,7 @@ from fieldkit.distill.evaluation import compare_to_teacher, teacher_test_set
 from fieldkit.distill.projection import project_onto_voxels
 from fieldkit.distill.sampling import choose_rig
 from fieldkit.distill.sources import ActiveShares, RayBatch, RenderedRays, RigRays
-from fieldkit.distill.splat_teacher import SplatTeacher
+from fieldkit.distill.splat_teacher import BakedTeacher
 from fieldkit.distill.stages import shared_stages
 from fieldkit.distill.to_mesh import MeshDistiller
 from fieldkit.distill.to_splats import SplatDistiller
@@ -67,7 +67,7 @@ class Converter(ResumableRun):
             self.note(f"{self.teacher.architecture} and {architecture} share no intermediate stage: "
                               "skipping the feature stage")
         self.rig = choose_rig(config.rig, self.teacher.aabb, self.teacher.dataset)
-        splat_teacher = isinstance(self.teacher, SplatTeacher)
+        splat_teacher = isinstance(self.teacher, BakedTeacher)  # splats, or a mesh
         blank_head = isinstance(self.student.field, GeometryVectorField) and not inherited
         self.config = config = resolve_convert(config, self.teacher.architecture, architecture, splat_teacher,
                                                projected, blank_head)
@@ -183,7 +183,7 @@ class Converter(ResumableRun):
         config = self.config
         # a splat teacher is scored at its training views' scale (see held_out_cameras)
         cameras = held_out_cameras(self.rig, self.teacher.dataset, config.eval_views, config.seed) \
-            if isinstance(self.teacher, SplatTeacher) else None
+            if isinstance(self.teacher, BakedTeacher) else None
         metrics = compare_to_teacher(self.teacher, self.student, config.eval_views, config.eval_resolution, cameras)
         if not math.isfinite(metrics["psnr_vs_teacher"]):
             raise FieldkitError(f"the student renders NaN after {self.step} steps; the last checkpoint is kept in "

@@ -12,17 +12,12 @@ import math
 import torch
 from torch import Tensor
 
-from fieldkit.cameras import Cameras
-from fieldkit.defaults import PROFILES
-from fieldkit.distill.splat_teacher import OCCUPANCY_RESOLUTION, SplatTeacher
+from fieldkit.distill.splat_teacher import BakedTeacher
 from fieldkit.fields.activations import LOG_DENSITY_MIN
 from fieldkit.fields.encodings import spherical_harmonics
 from fieldkit.fields.voxels import VoxelConfig, VoxelField
-from fieldkit.gaussians.density import occupancy_from_field
 from fieldkit.mesh import Mesh
 from fieldkit.mesh.volume import inside_grid
-from fieldkit.radiance import RadianceField
-from fieldkit.render.volume import RenderOutput
 
 VOLUME_RESOLUTION = 128
 INSIDE_OPTICAL_DEPTH = 4.0
@@ -44,23 +39,9 @@ def mesh_volume_field(mesh: Mesh, aabb: Tensor, resolution: int = VOLUME_RESOLUT
     return field
 
 
-class MeshTeacher(SplatTeacher):
+class MeshTeacher(BakedTeacher):
     """The mesh's inside as the field, and the mesh itself for `render`; converters treat it as
     they treat splats (pixels from renders, samples placed by the volume)."""
 
     def __init__(self, mesh: Mesh):
-        aabb = mesh.aabb.clone()
-        field = mesh_volume_field(mesh, aabb)
-        step_size = float((aabb[1] - aabb[0]).norm()) / PROFILES["voxels"].samples_per_diagonal
-        RadianceField.__init__(self, field, occupancy_from_field(field, OCCUPANCY_RESOLUTION, step_size), step_size,
-                               mesh.background)
-        self.mesh = mesh
-        self.metrics, self.dataset = dict(mesh.metrics), dict(mesh.dataset)
-
-    @property
-    def architecture(self) -> str:
-        return self.mesh.architecture
-
-    @torch.no_grad()
-    def render(self, cameras: Cameras, background: Tensor | None = None, chunk: int = 0) -> RenderOutput:
-        return self.mesh.render(cameras, background)
+        super().__init__(mesh, mesh_volume_field(mesh, mesh.aabb.clone()))

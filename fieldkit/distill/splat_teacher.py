@@ -17,6 +17,7 @@ from fieldkit.data import load_dataset
 from fieldkit.errors import FieldkitError
 from fieldkit.gaussians import Splats
 from fieldkit.gaussians.density import occupancy_from_field, splat_volume_field
+from fieldkit.fields.voxels import VoxelField
 from fieldkit.radiance import RadianceField
 from fieldkit.render.splats import LOW_PASS
 from fieldkit.render.volume import RenderOutput
@@ -48,22 +49,29 @@ def splat_scene(splats: Splats) -> tuple[Tensor, float]:
     return torch.stack([low - margin, high + margin]), 0.0
 
 
-class SplatTeacher(RadianceField):
+class BakedTeacher(RadianceField):
+    """A teacher that is not a field: a voxel field baked from it answers the point stages and
+    places the samples, and the source itself renders the images its students match."""
+
+    def __init__(self, source, field: VoxelField):
+        step_size = float((field.aabb[1] - field.aabb[0]).norm()) / PROFILES["voxels"].samples_per_diagonal
+        super().__init__(field, occupancy_from_field(field, OCCUPANCY_RESOLUTION, step_size), step_size,
+                         source.background)
+        self.source = source
+        self.metrics, self.dataset = dict(source.metrics), dict(source.dataset)
+
+    @property
+    def architecture(self) -> str:
+        return self.source.architecture
+
+    @torch.no_grad()
+    def render(self, cameras: Cameras, background: Tensor | None = None, chunk: int = 0) -> RenderOutput:
+        return self.source.render(cameras, background)
+
+
+class SplatTeacher(BakedTeacher):
     """The splats' baked volume as the field, and the splats themselves for `render`."""
 
     def __init__(self, splats: Splats):
         aabb, footprint = splat_scene(splats)
-        field = splat_volume_field(splats, aabb, footprint=footprint)
-        step_size = float((aabb[1] - aabb[0]).norm()) / PROFILES["voxels"].samples_per_diagonal
-        super().__init__(field, occupancy_from_field(field, OCCUPANCY_RESOLUTION, step_size), step_size,
-                         splats.background)
-        self.splats = splats
-        self.metrics, self.dataset = dict(splats.metrics), dict(splats.dataset)
-
-    @property
-    def architecture(self) -> str:
-        return self.splats.architecture
-
-    @torch.no_grad()
-    def render(self, cameras: Cameras, background: Tensor | None = None, chunk: int = 0) -> RenderOutput:
-        return self.splats.render(cameras, background)
+        super().__init__(splats, splat_volume_field(splats, aabb, footprint=footprint))
