@@ -23,8 +23,8 @@ QUICK_START = (
     "fieldkit train tabletop --arch hashgrid --out runs/tabletop-hashgrid",
     "fieldkit convert runs/tabletop-hashgrid/field.safetensors --to tensorf-vm --out runs/vm-from-hashgrid",
 )
-# words about how the work was organised, not about what was measured: "stop 26", "stops 19-21",
-# "this session", "a slower CPU day" (pytest's scope="session" is code, not prose)
+# run numbers and machine days, which a user cannot read: a figure names its date and commit instead
+# (pytest's quoted scope name is code, not prose)
 INTERNAL_WORDS = re.compile(
     r"\bstops? \d+\b|(?<![\"'])\bsessions?\b(?![\"'])|\bCPU days?\b|\b(?:slow|fast)(?:er)? days?\b", re.I)
 THIS_FILE = Path(__file__).resolve().relative_to(ROOT).as_posix()
