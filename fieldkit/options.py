@@ -25,15 +25,14 @@ def _field_docs(cls) -> dict[str, str]:
     return docs
 
 
-def _option_type(cls, field: dataclasses.Field):
+def _option_type(hint):
     """The type an option parses to: a field declared `int | None` parses as int."""
-    hint = typing.get_type_hints(cls)[field.name]
     choices = [arg for arg in typing.get_args(hint) if arg is not type(None)]
     return choices[0] if choices else hint
 
 
 def add_dataclass_options(parser: argparse.ArgumentParser, cls) -> None:
-    docs = _field_docs(cls)
+    docs, hints = _field_docs(cls), typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         flag = "--" + field.name.replace("_", "-")
         if isinstance(field.default, bool):
@@ -42,7 +41,7 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls) -> None:
                                 help=docs.get(field.name, ""))
             continue
         shown = "" if field.default is None else f" (default: {field.default})"  # None: the help says what
-        parser.add_argument(flag, dest=field.name, type=_option_type(cls, field), default=field.default,
+        parser.add_argument(flag, dest=field.name, type=_option_type(hints[field.name]), default=field.default,
                             help=docs.get(field.name, "") + shown)
 
 
