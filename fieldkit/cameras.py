@@ -99,6 +99,15 @@ class Cameras:
         return replace(self, fx=self.fx * scale_x, fy=self.fy * scale_y, cx=self.cx * scale_x,
                        cy=self.cy * scale_y, width=width, height=height)
 
+    def supersampled(self, samples_per_axis: int) -> "Cameras":
+        """The same cameras with `samples_per_axis` times the pixels per side: each pixel of these
+        cameras is one of the sub-pixels of a pixel of the originals."""
+        if samples_per_axis == 1:
+            return self
+        return replace(self, fx=self.fx * samples_per_axis, fy=self.fy * samples_per_axis,
+                       cx=self.cx * samples_per_axis, cy=self.cy * samples_per_axis,
+                       width=self.width * samples_per_axis, height=self.height * samples_per_axis)
+
     def generate_rays(self, camera_indices: Tensor, pixel_x: Tensor, pixel_y: Tensor) -> tuple[Tensor, Tensor]:
         """World-space origins [R, 3] and unit directions [R, 3] through pixel coordinates.
 

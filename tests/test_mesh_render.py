@@ -51,6 +51,29 @@ def test_a_square_covers_the_pixels_whose_centres_it_holds_and_its_exact_area():
     assert alpha.sum().item() == pytest.approx((23.6 - 8.3) * 16, abs=0.5)
 
 
+def test_supersampling_gives_each_pixel_its_covered_area_along_diagonal_edges():
+    # a diamond: its edges run at 45 degrees, where blending each edge along rows and columns alone errs most
+    centre_x, centre_y, radius, depth = 16.2, 15.7, 9.3, 2.0
+    corners = torch.tensor([[centre_x - radius, centre_y], [centre_x, centre_y - radius],
+                            [centre_x + radius, centre_y], [centre_x, centre_y + radius]])
+    vertices = torch.stack([(corners[:, 0] - 16) * depth / FOCAL, (16 - corners[:, 1]) * depth / FOCAL,
+                            torch.full((4,), -depth)], dim=-1)
+    faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    fine = (torch.arange(64) + 0.5) / 64  # the exact covered fraction of each pixel, from 64 x 64 points in it
+    rows, columns = torch.meshgrid(torch.arange(SIZE).float(), torch.arange(SIZE).float(), indexing="ij")
+    x, y = columns[..., None, None] + fine[:, None], rows[..., None, None] + fine[None, :]
+    exact = ((x - centre_x).abs() + (y - centre_y).abs() <= radius).float().mean(dim=(-1, -2))
+
+    def coverage_error(samples_per_axis):
+        alpha = render_mesh(vertices, faces, torch.zeros(4, 2), faces, torch.ones(2, 2, 3), camera_at_origin(),
+                            torch.zeros(3), samples_per_axis=samples_per_axis).alpha[0]
+        return (alpha - exact).abs()
+
+    single, supersampled = coverage_error(1), coverage_error(2)
+    assert supersampled.max() < 0.1 < single.max()
+    assert supersampled.mean() < 0.5 * single.mean()
+
+
 def test_a_tilted_plane_has_the_analytic_ray_distance_and_perspective_correct_barycentrics():
     # the plane z = -3 + 0.5 x, far wider than the view
     corners = torch.tensor([[-4.0, -4.0], [4.0, -4.0], [4.0, 4.0], [-4.0, 4.0]])

@@ -19,8 +19,8 @@ class MeshConfig:
     grid_resolution: int = MESH_GRID_RESOLUTION
     """samples per axis of the log-density grid that marching cubes runs on"""
     threshold: float | None = None
-    """log-density iso-level of the surface (default: the median log-density at the surface the
-    teacher's renders show)"""
+    """log-density iso-level of the surface (default: a low quantile of the log-density at the
+    surface the teacher's renders show)"""
     teacher_views: int = MESH_TEACHER_VIEWS
     """teacher renders that the texture is baked from and refinement learns from"""
     refine_steps: int = MESH_REFINE_STEPS

@@ -18,6 +18,8 @@ BOUNDS_MARGIN = 0.02
 """Without recorded bounds, the vertices' box grows by this fraction per side."""
 CAMERAS_PER_CALL = 8
 """Cameras rasterized together: bounds the memory of large renders."""
+SAMPLES_PER_AXIS = 2
+"""Each pixel averages 2x2 samples: a pixel's colour is its area's, so silhouettes blend by coverage."""
 
 
 class Mesh(nn.Module):
@@ -59,7 +61,7 @@ class Mesh(nn.Module):
         """Renders this mesh's topology and UVs with other (e.g. optimised) vertices and texture."""
         background = self.background if background is None else background
         return render_mesh(vertices, self.faces, self.uvs, self.uv_faces, texture, cameras, background,
-                           self.neighbours)
+                           self.neighbours, SAMPLES_PER_AXIS)
 
     @torch.no_grad()
     def render(self, cameras: Cameras, background: Tensor | None = None) -> RenderOutput:

@@ -250,14 +250,20 @@ def antialias(colour: Tensor, fragments: MeshFragments, faces: Tensor, neighbour
 
 
 def render_mesh(vertices: Tensor, faces: Tensor, uvs: Tensor, uv_faces: Tensor, texture: Tensor, cameras: Cameras,
-                background: Tensor, neighbours: Tensor | None = None) -> RenderOutput:
+                background: Tensor, neighbours: Tensor | None = None, samples_per_axis: int = 1) -> RenderOutput:
     """An unlit textured mesh seen by `cameras`: rgb [C, H, W, 3] over `background` [3], alpha and
     depth [C, H, W], silhouettes antialiased so that every output has gradients to `vertices`,
     `uvs` and `texture` [T_h, T_w, 3]. This is the one entry point a fused kernel would replace.
-    `neighbours`: `face_neighbours(faces)`, which a caller rendering one mesh often can keep."""
-    fragments = rasterize(vertices, faces, cameras)
+    `neighbours`: `face_neighbours(faces)`, which a caller rendering one mesh often can keep.
+    `samples_per_axis`: each pixel averages a grid of that many samples squared, as a camera's
+    pixel integrates its whole area; edges then blend by their true coverage, as in photographs
+    and in the built-in scenes' supersampled images. Depth averages to 0 where a sample sees nothing."""
+    fragments = rasterize(vertices, faces, cameras.supersampled(samples_per_axis))
     covered = (fragments.face >= 0)[..., None].to(texture.dtype)  # [C, H, W, 1]
     colour = sample_texture(texture, interpolate(uvs, uv_faces, fragments))
     rgb = colour * covered + background * (1 - covered)
     blended = antialias(torch.cat([rgb, covered], dim=-1), fragments, faces, neighbours)
-    return RenderOutput(blended[..., :3], blended[..., 3], fragments.depth)
+    channels = torch.cat([blended, fragments.depth[..., None]], dim=-1)
+    if samples_per_axis > 1:
+        channels = F.avg_pool2d(channels.permute(0, 3, 1, 2), samples_per_axis).permute(0, 2, 3, 1)
+    return RenderOutput(channels[..., :3], channels[..., 3], channels[..., 4])
