@@ -33,9 +33,13 @@ def unwrap(vertices: Tensor, faces: Tensor, texture_size: int) -> tuple[Tensor, 
 
     atlas = xatlas.Atlas()
     atlas.add_mesh(vertices.detach().numpy().astype(np.float32), faces.numpy().astype(np.uint32))
+    charts = xatlas.ChartOptions()
+    # xatlas's chart-merging iterations took 96% of the unwrap of a 40k-face surface (139 s of 145 s)
+    # for 11% fewer charts and the same packing utilisation
+    charts.max_iterations = 0
     pack = xatlas.PackOptions()
     pack.resolution, pack.padding, pack.bilinear = texture_size, CHART_PADDING, True
-    atlas.generate(pack_options=pack)
+    atlas.generate(chart_options=charts, pack_options=pack)
     _, uv_faces, uvs = atlas[0]
     return torch.from_numpy(uvs.astype(np.float32)), torch.from_numpy(uv_faces.astype(np.int64))
 
