@@ -30,8 +30,10 @@ log = logging.getLogger("fieldkit.native")
 SOURCES = next((folder for folder in (Path(__file__).resolve().parent.parent / "cuda",
                                       Path(__file__).resolve().parent / "cuda") if (folder / "cpu_ops.cpp").is_file()),
                Path(__file__).resolve().parent / "cuda")
-HEADERS = ("common.h", "hash_encoding.h", "volume.h", "op_checks.h")
+HEADERS = ("common.h", "hash_encoding.h", "volume.h", "op_checks.h", "splats.h", "splat_op_checks.h")
 LAUNCHERS = {"cpu": "cpu_ops.cpp", "cuda": "cuda_ops.cu"}
+# further launcher files, built into the same library; each adds its ops with TORCH_LIBRARY_FRAGMENT
+MORE_LAUNCHERS = {"cpu": ("splat_ops_cpu.cpp",), "cuda": ("splat_ops.cu",)}
 # macOS's clang has no -fopenmp: there the launchers build without it and run serially
 _OPENMP = [] if sys.platform == "darwin" else ["-fopenmp"]
 CFLAGS = ["-O3", *_OPENMP]
@@ -73,7 +75,7 @@ def cache_root() -> Path:
 
 def sources(device_type: str, root: Path | None = None) -> list[Path]:
     root = SOURCES if root is None else root
-    return [root / LAUNCHERS[device_type]] + [root / name for name in HEADERS]
+    return [root / name for name in (LAUNCHERS[device_type], *MORE_LAUNCHERS[device_type], *HEADERS)]
 
 
 def cache_key(device_type: str, root: Path | None = None) -> str:
@@ -154,7 +156,7 @@ def _build(device_type: str) -> None:
         scratch = Path(tempfile.mkdtemp(prefix=f".{device_type}-{key}-", dir=root))
         try:
             log.info("building fieldkit's native %s kernels (once per source version) in %s", device_type, final)
-            load(name=f"fieldkit_{device_type}_{key}", sources=[str(path) for path in sources(device_type)[:1]],
+            load(name=f"fieldkit_{device_type}_{key}", sources=[str(path) for path in sources(device_type)[:1 + len(MORE_LAUNCHERS[device_type])]],
                  extra_cflags=CFLAGS, extra_cuda_cflags=CUDA_FLAGS, extra_ldflags=LDFLAGS,
                  extra_include_paths=[str(SOURCES)], build_directory=str(scratch), is_python_module=False,
                  verbose=False)

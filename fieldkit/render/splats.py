@@ -25,6 +25,7 @@ from torch import Tensor
 
 from fieldkit.cameras import Cameras
 from fieldkit.errors import FieldkitError
+from fieldkit.render import splat_native
 from fieldkit.render.splat_composite import ALPHA_MIN, PixelPairs, composite
 from fieldkit.render.volume import RenderOutput
 
@@ -212,16 +213,42 @@ def rasterize(means: Tensor, quaternions: Tensor, scales: Tensor, opacities: Ten
     _check_shapes(means, quaternions, scales, opacities, colours, cameras)
     size = _check_cameras(cameras)
     camera_count = len(cameras)
-    projection = project(means, covariances(quaternions, scales), cameras)
-    if projection.means2d.requires_grad:
-        projection.means2d.retain_grad()
-    pairs = _pixel_pairs(projection, opacities.detach(), size)
     colours = colours.expand(camera_count, len(means), 3)
-    table = torch.cat([projection.means2d, projection.conics, opacities.expand(camera_count, -1)[..., None],
-                       colours, projection.depths[..., None]], dim=-1).reshape(camera_count * len(means), -1)
-    values = composite(table, pairs, camera_count * size.pixels)
+    if splat_native.wanted(cameras, means, quaternions, scales, opacities, colours):
+        projection, values = _native_project_and_composite(means, quaternions, scales, opacities, colours, cameras,
+                                                           size)
+    else:
+        projection, values = _project_and_composite(means, quaternions, scales, opacities, colours, cameras, size)
     images = values.view(camera_count, size.height, size.width, 5)
     rgb, z_depth, alpha = images[..., :3], images[..., 3], images[..., 4]
     rgb = rgb + (1 - alpha[..., None]) * background.reshape(-1, 1, 1, 3)
     depth = z_depth / alpha.clamp(min=1e-6) * _ray_lengths(cameras, size)
     return SplatRenderOutput(rgb, alpha, depth, means2d=projection.means2d, radii=projection.radii)
+
+
+def _project_and_composite(means: Tensor, quaternions: Tensor, scales: Tensor, opacities: Tensor, colours: Tensor,
+                           cameras: Cameras, size: _ImageSize) -> tuple[Projection, Tensor]:
+    """The torch reference: the projection, and per pixel the composited colour, z-depth and alpha."""
+    camera_count = len(cameras)
+    projection = project(means, covariances(quaternions, scales), cameras)
+    if projection.means2d.requires_grad:
+        projection.means2d.retain_grad()
+    pairs = _pixel_pairs(projection, opacities.detach(), size)
+    table = torch.cat([projection.means2d, projection.conics, opacities.expand(camera_count, -1)[..., None],
+                       colours, projection.depths[..., None]], dim=-1).reshape(camera_count * len(means), -1)
+    return projection, composite(table, pairs, camera_count * size.pixels)
+
+
+def _native_project_and_composite(means: Tensor, quaternions: Tensor, scales: Tensor, opacities: Tensor,
+                                  colours: Tensor, cameras: Cameras, size: _ImageSize) -> tuple[Projection, Tensor]:
+    """`_project_and_composite` by the native kernels (cuda/splats.h)."""
+    intrinsics = torch.stack([cameras.fx, cameras.fy, cameras.cx, cameras.cy, cameras.width.to(cameras.fx),
+                              cameras.height.to(cameras.fx)], dim=-1)
+    projection = Projection(*splat_native.project(means, quaternions, scales, world_to_opencv(cameras.c2w),
+                                                  intrinsics))
+    if projection.means2d.requires_grad:
+        projection.means2d.retain_grad()
+    features = torch.cat([colours, projection.depths[..., None]], dim=-1)
+    values = splat_native.composite(projection.means2d, projection.conics, opacities, features, projection.depths,
+                                    projection.radii, size.width, size.height)
+    return projection, values.to(torch.promote_types(means.dtype, colours.dtype))
