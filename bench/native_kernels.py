@@ -4,7 +4,8 @@
 
 Each op runs both paths in one process on the same inputs: the hash encoding (HashGridConfig's
 defaults: 16 levels, 2 features, 2^17 rows per level, resolutions 16 to 512) at 2^14, 2^16 and
-2^18 random points, and compositing over packed samples at 4096 and 16384 rays of 64 samples.
+2^18 random points, compositing over packed samples at 4096 and 16384 rays of 64 samples, and
+splat rasterization (projection and tiles) of 25k and 100k splats at 256x256.
 The time is the best of a few repeats after a warm-up; the difference is the largest between the
 two paths' outputs and gradients, relative to the reference's largest magnitude. The extension's
 first-use build time is measured in a fresh cache. The machine may be shared, so its load average
@@ -25,8 +26,10 @@ import torch
 
 from fieldkit import native
 from fieldkit.atomic import write_text
+from fieldkit.cameras import Cameras, look_at
 from fieldkit.fields.encodings import HashEncoding
 from fieldkit.fields.hashgrid import HashGridConfig
+from fieldkit.render.splats import rasterize
 from fieldkit.render.volume import accumulate, accumulate_reference
 from provenance import measured
 
@@ -34,12 +37,14 @@ REPEATS = 5
 HASH_SIZES = (2**14, 2**16, 2**18)
 COMPOSITE_SIZES = ((4096, 64), (16384, 64))
 STEP = 0.01
+SPLAT_SIZES = ((25_000, 256), (100_000, 256))  # (splats, image side)
+SPLAT_REPEATS = 2
 
 
-def best_time(run) -> float:
+def best_time(run, repeats: int = REPEATS) -> float:
     run()  # warm-up: allocations and caches
     times = []
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
@@ -100,6 +105,46 @@ def compositing_rows(generator: torch.Generator) -> list[dict]:
     return rows
 
 
+def splat_scene(count: int, generator: torch.Generator) -> dict:
+    """`count` splats in a 2-unit cube, 0.007 to 0.05 units across (1 to 4 px sigma at 256 px), as
+    a trained object's splats are."""
+    return {"means": (torch.rand(count, 3, generator=generator) - 0.5) * 2,
+            "quaternions": torch.randn(count, 4, generator=generator),
+            "scales": torch.exp(torch.rand(count, 3, generator=generator) * 2 - 5),
+            "opacities": torch.rand(count, generator=generator), "colours": torch.rand(count, 3, generator=generator)}
+
+
+def splat_rows(generator: torch.Generator) -> list[dict]:
+    """Splat rasterization (projection, binning, compositing) forward + backward of rgb and alpha,
+    native against the torch path (FIELDKIT_NATIVE=0), one camera. The torch path takes tens of
+    seconds a step here, hence fewer repeats."""
+    rows = []
+    for count, resolution in SPLAT_SIZES:
+        scene = splat_scene(count, generator)
+        camera = Cameras.create(look_at(torch.tensor([[0.0, -3.5, 1.0]]), torch.zeros(3)), fx=resolution * 1.2,
+                                width=resolution, height=resolution)
+        cotangent = torch.randn(1, resolution, resolution, 4, generator=generator)
+
+        def step(use_native: bool):
+            os.environ["FIELDKIT_NATIVE"] = "1" if use_native else "0"
+            inputs = {name: value.clone().requires_grad_() for name, value in scene.items()}
+            output = rasterize(**inputs, cameras=camera, background=torch.ones(3))
+            images = torch.cat([output.rgb, output.alpha[..., None]], dim=-1)
+            images.backward(cotangent)
+            return [images.detach(), *(inputs[name].grad for name in scene)]
+
+        try:
+            difference = max(relative_difference(a, b) for a, b in zip(step(True), step(False)))
+            native_seconds = best_time(lambda: step(True))
+            reference_seconds = best_time(lambda: step(False), repeats=SPLAT_REPEATS)
+        finally:
+            os.environ.pop("FIELDKIT_NATIVE", None)
+        rows.append({"op": "splats", "size": f"{count // 1000}k splats, {resolution}x{resolution}", "elements": count,
+                     "native_seconds": native_seconds, "reference_seconds": reference_seconds,
+                     "max_difference": difference})
+    return rows
+
+
 def build_seconds() -> float:
     """The first use's build, in a fresh cache directory (then loaded into this process)."""
     with tempfile.TemporaryDirectory() as cache:
@@ -119,7 +164,7 @@ def main() -> int:
     load_before = os.getloadavg()
     seconds_to_build = build_seconds()
     generator = torch.Generator().manual_seed(0)
-    rows = hash_encoding_rows(generator) + compositing_rows(generator)
+    rows = hash_encoding_rows(generator) + compositing_rows(generator) + splat_rows(generator)
     for row in rows:
         row["speedup"] = row["reference_seconds"] / row["native_seconds"]
     results = {"machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads},

@@ -362,7 +362,7 @@ std::tuple<Tensor, Tensor, Tensor> splat_rasterize_backward_cpu(
                              width, height);
     const SplatImage image{width, height};
     const int64_t cameras = geometry.size(0), count = geometry.size(1), feature_count = features.size(2);
-    const int64_t stride = kSplatGeometry + 1 + feature_count, splats = cameras * count;
+    const int64_t stride = kSplatGeometry + 1 + feature_count;
     const Binning binning{boxes, pair_offsets, pair_splats, tile_offsets, tile_pairs};
     // pairs that no live pixel reached keep zero slots
     Tensor pair_grads = at::zeros({pair_splats.size(0), stride}, geometry.options());

@@ -156,7 +156,8 @@ def _build(device_type: str) -> None:
         scratch = Path(tempfile.mkdtemp(prefix=f".{device_type}-{key}-", dir=root))
         try:
             log.info("building fieldkit's native %s kernels (once per source version) in %s", device_type, final)
-            load(name=f"fieldkit_{device_type}_{key}", sources=[str(path) for path in sources(device_type)[:1 + len(MORE_LAUNCHERS[device_type])]],
+            launchers = sources(device_type)[:1 + len(MORE_LAUNCHERS[device_type])]
+            load(name=f"fieldkit_{device_type}_{key}", sources=[str(path) for path in launchers],
                  extra_cflags=CFLAGS, extra_cuda_cflags=CUDA_FLAGS, extra_ldflags=LDFLAGS,
                  extra_include_paths=[str(SOURCES)], build_directory=str(scratch), is_python_module=False,
                  verbose=False)

@@ -87,6 +87,32 @@ def test_native_rasterizer_matches_the_torch_path(kind, device, monkeypatch, two
         close(grad, expected, 2e-4 if name in ("means", "scales", "quaternions") else 1e-4)
 
 
+def test_native_gradients_are_the_same_at_any_thread_count(monkeypatch):
+    """Each pair of a splat and a tile owns its gradient slot, summed in a fixed order: one thread
+    and two give bit-identical images and gradients."""
+    require("cpu")
+    scene, cameras = splat_set("many")
+    before = torch.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            values, _, grads = render_with_gradients(scene, cameras, "cpu", True, monkeypatch)
+            runs.append(values + grads)
+    finally:
+        torch.set_num_threads(before)
+    for one, two in zip(*runs):
+        assert torch.equal(one, two)
+
+
+def test_no_splats_render_the_background():
+    require("cpu")
+    empty = {name: value[:0] for name, value in random_splats(1, seed=0).items()}
+    output = rasterize(**empty, cameras=scene_cameras(), background=torch.tensor([0.1, 0.2, 0.3]))
+    assert torch.equal(output.rgb, torch.tensor([0.1, 0.2, 0.3]).expand(3, HEIGHT, WIDTH, 3))
+    assert not output.alpha.any()
+
+
 def test_sparse_scene_leaves_tiles_empty():
     """The `sparse` set's premise: some 16 px tiles of its images meet no splat."""
     scene, cameras = splat_set("sparse")

@@ -7,8 +7,8 @@ over many pixels). The backward pass is 3DGS's: the gradient reaching a pair's a
 own colour times the transmittance before it, less everything behind it in the same pixel
 divided by (1 - alpha); this runs as a reverse segmented sum, with no autograd graph over the
 pairs. That keeps the saved state to one float a pair (and the pair indices), where autograd
-through the forward ops would keep about a dozen. A CUDA kernel can take this function's place
-unchanged.
+through the forward ops would keep about a dozen. The native kernels (cuda/splats.h) do the same
+work per 16 px tile and are checked against this function.
 
 Each splat arrives as one row of a table: centre x, y (pixels), conic a, b, c, opacity, then
 F features (colour, depth, ...). Dimension letters: S splat rows, I pairs, P pixels, F features.

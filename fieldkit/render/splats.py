@@ -1,7 +1,10 @@
-"""Gaussian splat rasterization (3DGS): the torch reference, differentiable and CPU-ready.
+"""Gaussian splat rasterization (3DGS), differentiable: native kernels where built, and their
+torch reference.
 
-`rasterize` is the one public entry point; a CUDA kernel can later serve behind the same
-signature. The pipeline is 3DGS's: project every splat (EWA splatting with the perspective
+`rasterize` is the one public entry point. It runs the native projection and tile rasterizer
+(cuda/splats.h, through fieldkit.render.splat_native) when they are built for the tensors'
+device, and the torch reference below otherwise (logged once; FIELDKIT_NATIVE=0 forces it). The
+reference's pipeline is 3DGS's: project every splat (EWA splatting with the perspective
 Jacobian), list the pixels inside each footprint's bounding box, sort those pixel-splat pairs
 by pixel and then front to back, and alpha-composite each pixel's run of pairs. Pairs rather
 than 3DGS's 16 px tiles because on a CPU the work is per pair: a tile makes every one of its
@@ -159,7 +162,7 @@ def _pixel_pairs(projection: Projection, opacities: Tensor, size: _ImageSize) ->
     # int32 throughout: integer division and sorting cost about half of what they do in int64
     box = torch.where((extent > 0).all(dim=-1, keepdim=True), (high - low).clamp(min=0), 0).int()  # [C * N, 2]
     # enumerating splats front to back makes the stable sort by pixel keep depth order
-    by_depth = torch.argsort(projection.depths.reshape(-1)).int()
+    by_depth = torch.argsort(projection.depths.reshape(-1), stable=True).int()
     counts = box[by_depth, 0] * box[by_depth, 1]
     splats = torch.repeat_interleave(by_depth, counts)  # [I]
     rank = torch.arange(len(splats), dtype=torch.int32, device=counts.device) - \
