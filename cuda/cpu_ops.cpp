@@ -231,29 +231,13 @@ int64_t exclusive_sum(const int64_t* counts, int64_t rays, int64_t* starts) {
     return starts[rays];
 }
 
+// counts [R] when `starts` is null (the first pass), else the samples at each ray's start
 template <typename scalar_t>
-void march_fill_loop(const scalar_t* origins, const scalar_t* directions, const scalar_t* offsets,
-                     const MarchGrid<scalar_t>& grid, scalar_t step, int64_t most, int64_t rays, const int64_t* starts,
-                     int64_t* counts, int64_t* ray_of, int64_t* steps, scalar_t* t, scalar_t* points) {
+void march_loop(const MarchJob<scalar_t>& job, int64_t rays, const int64_t* starts, int64_t* counts) {
 #pragma omp parallel for schedule(dynamic, 64) num_threads(threads()) if (rays > 256)
-    for (int64_t ray = 0; ray < rays; ++ray) {
-        const scalar_t *origin = origins + 3 * ray, *direction = directions + 3 * ray;
-        const RaySpan<scalar_t> span = ray_span(origin, direction, offsets[ray], grid, step, most);
-        if (starts == nullptr) {  // the counting pass
-            int64_t kept = 0;
-            march_ray(origin, direction, span, grid, step, [&](int64_t, scalar_t, const scalar_t*) { ++kept; });
-            counts[ray] = kept;
-            continue;
-        }
-        int64_t at = starts[ray];
-        march_ray(origin, direction, span, grid, step, [&](int64_t k, scalar_t distance, const scalar_t* point) {
-            ray_of[at] = ray;
-            steps[at] = k;
-            t[at] = distance;
-            for (int axis = 0; axis < 3; ++axis) points[3 * at + axis] = point[axis];
-            ++at;
-        });
-    }
+    for (int64_t ray = 0; ray < rays; ++ray)
+        if (starts == nullptr) counts[ray] = count_ray(job, ray);
+        else fill_ray(job, ray, starts[ray]);
 }
 
 // -> ray_starts [R + 1], rays [M], steps [M], t [M], points [M, 3]
@@ -266,22 +250,21 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> occupancy_march_cpu(
     Tensor counts = at::empty({rays}, longs), starts = at::empty({rays + 1}, longs);
     Tensor ray_of, steps, t, points;
     AT_DISPATCH_FLOATING_TYPES(origins.scalar_type(), "occupancy_march_cpu", [&] {
-        const MarchGrid<scalar_t> grid{aabb.data_ptr<scalar_t>(), occupied.data_ptr<bool>(), resolution};
-        const auto run = [&](const int64_t* fill_starts) {
-            march_fill_loop(origins.data_ptr<scalar_t>(), directions.data_ptr<scalar_t>(), offsets.data_ptr<scalar_t>(),
-                            grid, static_cast<scalar_t>(step), most, rays, fill_starts, counts.data_ptr<int64_t>(),
-                            fill_starts ? ray_of.data_ptr<int64_t>() : nullptr,
-                            fill_starts ? steps.data_ptr<int64_t>() : nullptr,
-                            fill_starts ? t.data_ptr<scalar_t>() : nullptr,
-                            fill_starts ? points.data_ptr<scalar_t>() : nullptr);
-        };
-        run(nullptr);
+        MarchJob<scalar_t> job{origins.data_ptr<scalar_t>(), directions.data_ptr<scalar_t>(),
+                               offsets.data_ptr<scalar_t>(),
+                               MarchGrid<scalar_t>{aabb.data_ptr<scalar_t>(), occupied.data_ptr<bool>(), resolution},
+                               static_cast<scalar_t>(step), most, nullptr, nullptr, nullptr, nullptr};
+        march_loop(job, rays, nullptr, counts.data_ptr<int64_t>());
         const int64_t total = exclusive_sum(counts.data_ptr<int64_t>(), rays, starts.data_ptr<int64_t>());
         ray_of = at::empty({total}, longs);
         steps = at::empty({total}, longs);
         t = at::empty({total}, origins.options());
         points = at::empty({total, 3}, origins.options());
-        run(starts.data_ptr<int64_t>());
+        job.rays = ray_of.data_ptr<int64_t>();
+        job.steps = steps.data_ptr<int64_t>();
+        job.t = t.data_ptr<scalar_t>();
+        job.points = points.data_ptr<scalar_t>();
+        march_loop(job, rays, starts.data_ptr<int64_t>(), nullptr);
     });
     return {starts, ray_of, steps, t, points};
 }
@@ -293,12 +276,9 @@ void segment_count_loop(const int64_t* ray_starts, const int64_t* steps, const i
                         const scalar_t* optical_depth, int64_t rays, int64_t segment_end, scalar_t opaque,
                         int64_t* counts, int64_t* next) {
 #pragma omp parallel for schedule(static) num_threads(threads()) if (rays > 1024)
-    for (int64_t ray = 0; ray < rays; ++ray) {
-        int64_t end = cursor[ray];
-        while (end < ray_starts[ray + 1] && steps[end] < segment_end) ++end;
-        next[ray] = end;
-        counts[ray] = optical_depth[ray] < opaque ? end - cursor[ray] : 0;
-    }
+    for (int64_t ray = 0; ray < rays; ++ray)
+        counts[ray] = segment_ray(cursor[ray], ray_starts[ray + 1], steps, segment_end, optical_depth[ray], opaque,
+                                  next + ray);
 }
 
 template <typename scalar_t>

@@ -107,7 +107,7 @@ FK_HOST_DEVICE inline bool occupied_at(const scalar_t* point, const MarchGrid<sc
 // t = near + (step + offset) * step_size, the point origin + t * direction.
 template <typename scalar_t, typename Emit>
 FK_HOST_DEVICE inline void march_ray(const scalar_t* origin, const scalar_t* direction, const RaySpan<scalar_t>& span,
-                                     const MarchGrid<scalar_t>& grid, scalar_t step, Emit emit) {
+                                     const MarchGrid<scalar_t>& grid, scalar_t step, Emit& emit) {
     for (int64_t k = 0; k < span.count; ++k) {
         const scalar_t t = add_rn(span.near, mul_rn(add_rn(static_cast<scalar_t>(k), span.offset), step));
         if (!(t < span.far)) break;  // t grows with k: no later sample is before the exit either
@@ -115,6 +115,68 @@ FK_HOST_DEVICE inline void march_ray(const scalar_t* origin, const scalar_t* dir
         for (int axis = 0; axis < 3; ++axis) point[axis] = add_rn(origin[axis], mul_rn(t, direction[axis]));
         if (occupied_at(point, grid)) emit(k, t, point);
     }
+}
+
+struct CountSamples {
+    int64_t count = 0;
+    template <typename scalar_t>
+    FK_HOST_DEVICE void operator()(int64_t, scalar_t, const scalar_t*) { ++count; }
+};
+
+// Writes one ray's samples into the packed outputs from index `at` on.
+template <typename scalar_t>
+struct WriteSamples {
+    int64_t ray, at;
+    int64_t *rays, *steps;
+    scalar_t *t, *points;
+    FK_HOST_DEVICE void operator()(int64_t k, scalar_t distance, const scalar_t* point) {
+        rays[at] = ray;
+        steps[at] = k;
+        t[at] = distance;
+        for (int axis = 0; axis < 3; ++axis) points[3 * at + axis] = point[axis];
+        ++at;
+    }
+};
+
+// The packed outputs of a march, and the step rule both of its passes follow.
+template <typename scalar_t>
+struct MarchJob {
+    const scalar_t *origins, *directions, *offsets;
+    MarchGrid<scalar_t> grid;
+    scalar_t step;
+    int64_t most;
+    int64_t *rays, *steps;
+    scalar_t *t, *points;
+};
+
+// The first pass over one ray: how many samples it keeps.
+template <typename scalar_t>
+FK_HOST_DEVICE inline int64_t count_ray(const MarchJob<scalar_t>& job, int64_t ray) {
+    const scalar_t *origin = job.origins + 3 * ray, *direction = job.directions + 3 * ray;
+    CountSamples counter;
+    march_ray(origin, direction, ray_span(origin, direction, job.offsets[ray], job.grid, job.step, job.most), job.grid,
+              job.step, counter);
+    return counter.count;
+}
+
+// The second pass over one ray: its samples, from its start in the packed outputs on.
+template <typename scalar_t>
+FK_HOST_DEVICE inline void fill_ray(const MarchJob<scalar_t>& job, int64_t ray, int64_t start) {
+    const scalar_t *origin = job.origins + 3 * ray, *direction = job.directions + 3 * ray;
+    WriteSamples<scalar_t> writer{ray, start, job.rays, job.steps, job.t, job.points};
+    march_ray(origin, direction, ray_span(origin, direction, job.offsets[ray], job.grid, job.step, job.most), job.grid,
+              job.step, writer);
+}
+
+// One ray's samples from its cursor up to `segment_end` (in steps): the cursor past them, and
+// how many to evaluate (none once the ray is opaque).
+template <typename scalar_t>
+FK_HOST_DEVICE inline int64_t segment_ray(int64_t cursor, int64_t ray_end, const int64_t* steps, int64_t segment_end,
+                                          scalar_t optical_depth, scalar_t opaque, int64_t* next) {
+    int64_t end = cursor;
+    while (end < ray_end && steps[end] < segment_end) ++end;
+    *next = end;
+    return optical_depth < opaque ? end - cursor : 0;
 }
 
 // Early termination of one ray over one segment of its samples, after their optical depths

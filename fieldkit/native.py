@@ -30,7 +30,8 @@ log = logging.getLogger("fieldkit.native")
 SOURCES = next((folder for folder in (Path(__file__).resolve().parent.parent / "cuda",
                                       Path(__file__).resolve().parent / "cuda") if (folder / "cpu_ops.cpp").is_file()),
                Path(__file__).resolve().parent / "cuda")
-HEADERS = ("common.h", "hash_encoding.h", "volume.h", "op_checks.h", "marching.h", "marching_checks.h")
+HEADERS = ("common.h", "hash_encoding.h", "volume.h", "op_checks.h", "marching.h", "marching_checks.h",
+           "marching_kernels.cuh")
 LAUNCHERS = {"cpu": "cpu_ops.cpp", "cuda": "cuda_ops.cu"}
 # macOS's clang has no -fopenmp: there the launchers build without it and run serially
 _OPENMP = [] if sys.platform == "darwin" else ["-fopenmp"]

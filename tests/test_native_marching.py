@@ -4,6 +4,10 @@ miss the box; the same visible samples after early termination; on the CPU alway
 where a device is present."""
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+
 import pytest
 import torch
 
@@ -136,3 +140,33 @@ def test_render_rays_is_the_same_with_and_without_native_marching(monkeypatch):
     for name in ("rgb", "alpha", "depth"):
         torch.testing.assert_close(getattr(native_output, name), getattr(reference_output, name), rtol=1e-5,
                                    atol=1e-5)
+
+
+# Every kernel of cuda/marching_kernels.cuh, instantiated as cuda_ops.cu launches it.
+DEVICE_CODE_DRIVER = """
+#include "marching_kernels.cuh"
+namespace fieldkit {
+#define FK_MARCH_KERNELS(T) \\
+    template __global__ void march_count_kernel<T>(MarchJob<T>, int64_t, int64_t*); \\
+    template __global__ void march_fill_kernel<T>(MarchJob<T>, int64_t, const int64_t*); \\
+    template __global__ void segment_count_kernel<T>(const int64_t*, const int64_t*, const int64_t*, const T*, \\
+                                                     int64_t, int64_t, T, int64_t*, int64_t*); \\
+    template __global__ void visibility_kernel<T>(const int64_t*, const T*, int64_t, T, T*, bool*);
+FK_MARCH_KERNELS(float)
+FK_MARCH_KERNELS(double)
+template __global__ void segment_fill_kernel<>(const int64_t*, const int64_t*, int64_t, int64_t*);
+}
+"""
+
+
+def test_marching_device_code_compiles_with_nvcc(tmp_path):
+    """The CUDA kernels compile wherever nvcc is, even where torch has no CUDA to build the op with."""
+    nvcc = shutil.which("nvcc") or next((path for path in (os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"),
+                                                                        "bin", "nvcc"),) if os.path.exists(path)), None)
+    if nvcc is None:
+        pytest.skip("nvcc is not installed")
+    driver = tmp_path / "driver.cu"
+    driver.write_text(DEVICE_CODE_DRIVER)
+    result = subprocess.run([nvcc, "-std=c++17", "-O3", f"-I{native.SOURCES}", "-c", str(driver), "-o",
+                             str(tmp_path / "driver.o")], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
