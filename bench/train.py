@@ -96,9 +96,10 @@ def print_table(rows: list[dict]) -> None:
     print(header)
     for row in rows:
         times = "".join(f" {_seconds(row.get(f'seconds_to_{target:g}dB')):>8}" for target in TARGETS)
+        reference = row.get("torch_reference")
         print(f"{row['scene']:<10} {row['architecture']:<12} {row['steps']:>6} {row['seconds']:>8.0f} "
               f"{row['psnr_test']:>6.2f} {row['ssim_test']:>6.3f}{times}" +
-              (f"  (torch reference: {row['torch_reference']['psnr_test']:.2f} dB)" if "torch_reference" in row else ""))
+              (f"  (torch reference: {reference['psnr_test']:.2f} dB)" if reference else ""))
 
 
 def main() -> None:

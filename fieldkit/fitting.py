@@ -47,7 +47,8 @@ class TrainConfig:
 
     def __post_init__(self):
         check_numbers(self, positive=("steps", "max_seconds", "batch_rays", "batch_samples", "samples_per_diagonal",
-                                      "occupancy_resolution", "occupancy_every", "eval_every", "final_lr_fraction", "downscale"))
+                                      "occupancy_resolution", "occupancy_every", "eval_every", "final_lr_fraction",
+                                      "downscale"))
 
 
 @torch.no_grad()

@@ -190,12 +190,12 @@ def visible_samples(log_density_fn: LogDensityFn, samples: RaySamples, ray_count
         return visible_samples_reference(log_density_fn, samples, ray_count, step_size)
     visible, values = torch.zeros_like(samples.rays, dtype=torch.bool), None
     starts = ray_starts(samples.rays, ray_count)
-    cursor = starts[:-1].clone()  # [R] each ray's first sample not yet visited
+    cursor, steps = starts[:-1].clone(), samples.steps.contiguous()  # [R] each ray's first sample not yet visited
     optical_depth = native.prepare("ray marching", samples.t)[0].new_zeros(ray_count)  # [R]
-    last = int(samples.steps.max()) + 1 if samples.steps.numel() else 0
+    last = int(steps.max()) + 1 if steps.numel() else 0
     for end in range(SEGMENT_STEPS, last + SEGMENT_STEPS, SEGMENT_STEPS):
-        segment_starts, index, cursor = torch.ops.fieldkit.march_segment(
-            starts, samples.steps.contiguous(), cursor, optical_depth, end, _OPAQUE_OPTICAL_DEPTH)
+        segment_starts, index, cursor = torch.ops.fieldkit.march_segment(starts, steps, cursor, optical_depth, end,
+                                                                         _OPAQUE_OPTICAL_DEPTH)
         if index.numel() == 0:
             continue
         evaluated, values = _evaluated(log_density_fn, samples, index, values)
