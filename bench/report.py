@@ -116,6 +116,14 @@ def train_section(results: dict) -> list[str]:
                    rows, right={2, 3, 4, 5, 6, 7, 8, 9, 10, 11})]
     if results.get("note"):
         lines += ["", results["note"]]
+    gaps = [row for row in runs if "torch_reference" in row]
+    if gaps:
+        lines += ["", "Native kernels against their torch references (`--reference-gap`: the same run with "
+                  "`FIELDKIT_NATIVE=0`, for the same number of steps): " + "; ".join(
+                      f"`{row['architecture']}` on {row['scene']}, {row['psnr_test']:.2f} dB native and "
+                      f"{row['torch_reference']['psnr_test']:.2f} dB on the references "
+                      f"({row['torch_reference']['seconds']:.0f} s, load "
+                      f"{row['torch_reference']['load_average']['before'][0]:.1f})" for row in gaps) + "."]
     if scenes == ["tabletop"]:
         lines += ["", "Only the default scene, `tabletop`, has been benchmarked."]
     return lines
