@@ -86,8 +86,9 @@ def sample_along_rays_reference(origins: Tensor, directions: Tensor, grid: Occup
     """`sample_along_rays` in torch: its specification and its fallback."""
     near, far = ray_aabb(origins, directions, grid.aabb)
     offset = origins.new_full(near.shape, 0.5) if jitter is None else jitter  # [R]
+    most = most_samples(grid, step_size)
     # samples before the exit, one more for rounding (the test on t below decides)
-    counts = (torch.ceil((far - near) / step_size - offset) + 1).clamp(0, most_samples(grid, step_size)).long()  # [R]
+    counts = (torch.ceil((far - near) / step_size - offset) + 1).clamp(0, most).long()  # [R]
     rays = torch.repeat_interleave(torch.arange(near.shape[0], device=near.device), counts)  # [N]
     steps = torch.arange(rays.shape[0], device=near.device) - (torch.cumsum(counts, dim=0) - counts)[rays]
     t = near[rays] + (steps + offset[rays]) * step_size
