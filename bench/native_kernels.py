@@ -4,8 +4,10 @@
 
 Each op runs both paths in one process on the same inputs: the hash encoding (HashGridConfig's
 defaults: 16 levels, 2 features, 2^17 rows per level, resolutions 16 to 512) at 2^14, 2^16 and
-2^18 random points, compositing over packed samples at 4096 and 16384 rays of 64 samples, and
-splat rasterization (projection and tiles) of 25k and 100k splats at 256x256.
+2^18 random points, compositing over packed samples at 4096 and 16384 rays of 64 samples,
+splat rasterization (projection and tiles) of 25k and 100k splats at 256x256, and
+occupancy-grid ray marching with early termination (no gradient: sample places come from the grid)
+at 4096 and 16384 rays through a 64^3 grid, 256 steps across its diagonal.
 The time is the best of a few repeats after a warm-up; the difference is the largest between the
 two paths' outputs and gradients, relative to the reference's largest magnitude. The extension's
 first-use build time is measured in a fresh cache. The machine may be shared, so its load average
@@ -31,11 +33,15 @@ from fieldkit.fields.encodings import HashEncoding
 from fieldkit.fields.hashgrid import HashGridConfig
 from fieldkit.render.splats import rasterize
 from fieldkit.render.volume import accumulate, accumulate_reference
+from fieldkit.render.occupancy import OccupancyGrid
+from fieldkit.render.volume import (accumulate, accumulate_reference, sample_along_rays, sample_along_rays_reference,
+                                    visible_samples, visible_samples_reference)
 from provenance import measured
 
 REPEATS = 5
 HASH_SIZES = (2**14, 2**16, 2**18)
 COMPOSITE_SIZES = ((4096, 64), (16384, 64))
+MARCH_SIZES = (4096, 16384)
 STEP = 0.01
 SPLAT_SIZES = ((25_000, 256), (100_000, 256))  # (splats, image side)
 SPLAT_REPEATS = 2
@@ -145,6 +151,40 @@ def splat_rows(generator: torch.Generator) -> list[dict]:
     return rows
 
 
+def marching_rows(generator: torch.Generator) -> list[dict]:
+    """Rays from a sphere of cameras through a grid whose occupied cells form a ball (about half
+    of the grid), marched to the first opaque samples of a ball-shaped density."""
+    grid = OccupancyGrid(torch.tensor([[-1.0] * 3, [1.0] * 3]), 64)
+    grid.occupied.copy_(grid.cell_centres(torch.arange(64**3)).norm(dim=-1) < 0.98)
+    step = float((grid.aabb[1] - grid.aabb[0]).norm()) / 256
+
+    def log_density(points: torch.Tensor) -> torch.Tensor:
+        return 6 - 8 * points.norm(dim=-1)
+
+    rows = []
+    for ray_count in MARCH_SIZES:
+        origins = torch.nn.functional.normalize(torch.randn(ray_count, 3, generator=generator), dim=-1) * 3
+        targets = (torch.rand(ray_count, 3, generator=generator) - 0.5) * 1.5
+        directions = torch.nn.functional.normalize(targets - origins, dim=-1)
+        jitter = torch.rand(ray_count, generator=generator)
+
+        def march(sample, keep):
+            return keep(log_density, sample(origins, directions, grid, step, jitter), ray_count, step)
+
+        native_samples = march(sample_along_rays, visible_samples)
+        reference_samples = march(sample_along_rays_reference, visible_samples_reference)
+        same_shape = native_samples.t.shape == reference_samples.t.shape
+        difference = relative_difference(native_samples.t, reference_samples.t) if same_shape else float("nan")
+        rows.append({"op": "ray marching", "size": f"{ray_count:,} rays", "elements": ray_count,
+                     "native_seconds": best_time(lambda: march(sample_along_rays, visible_samples)),
+                     "reference_seconds": best_time(lambda: march(sample_along_rays_reference,
+                                                                  visible_samples_reference)),
+                     "max_difference": difference, "samples": native_samples.t.numel(),
+                     "identical_samples": same_shape and torch.equal(native_samples.rays, reference_samples.rays)
+                     and torch.equal(native_samples.t, reference_samples.t)})
+    return rows
+
+
 def build_seconds() -> float:
     """The first use's build, in a fresh cache directory (then loaded into this process)."""
     with tempfile.TemporaryDirectory() as cache:
@@ -164,7 +204,8 @@ def main() -> int:
     load_before = os.getloadavg()
     seconds_to_build = build_seconds()
     generator = torch.Generator().manual_seed(0)
-    rows = hash_encoding_rows(generator) + compositing_rows(generator) + splat_rows(generator)
+    rows = hash_encoding_rows(generator) + compositing_rows(generator) + marching_rows(generator) + \
+        splat_rows(generator)
     for row in rows:
         row["speedup"] = row["reference_seconds"] / row["native_seconds"]
     results = {"machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads},

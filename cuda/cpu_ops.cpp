@@ -216,3 +216,135 @@ TORCH_LIBRARY_IMPL(fieldkit, CPU, m) {
 }
 
 }  // namespace fieldkit
+
+// -- occupancy-grid ray marching (marching.h): two passes over the rays, a count and then a fill
+// at each ray's offset, so the packed samples come out sorted by ray and then by distance --------
+#include "marching_checks.h"
+
+namespace fieldkit {
+namespace {
+
+// Exclusive prefix sum of `counts` [R] into `starts` [R + 1]; serial, as it is cheap next to a march.
+int64_t exclusive_sum(const int64_t* counts, int64_t rays, int64_t* starts) {
+    starts[0] = 0;
+    for (int64_t ray = 0; ray < rays; ++ray) starts[ray + 1] = starts[ray] + counts[ray];
+    return starts[rays];
+}
+
+// counts [R] when `starts` is null (the first pass), else the samples at each ray's start
+template <typename scalar_t>
+void march_loop(const MarchJob<scalar_t>& job, int64_t rays, const int64_t* starts, int64_t* counts) {
+#pragma omp parallel for schedule(dynamic, 64) num_threads(threads()) if (rays > 256)
+    for (int64_t ray = 0; ray < rays; ++ray)
+        if (starts == nullptr) counts[ray] = count_ray(job, ray);
+        else fill_ray(job, ray, starts[ray]);
+}
+
+// -> ray_starts [R + 1], rays [M], steps [M], t [M], points [M, 3]
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> occupancy_march_cpu(
+    const Tensor& origins, const Tensor& directions, const Tensor& offsets, const Tensor& aabb,
+    const Tensor& occupied, int64_t resolution, double step, int64_t most) {
+    check_march_inputs(origins, directions, offsets, aabb, occupied, resolution, most);
+    const int64_t rays = origins.size(0);
+    const auto longs = origins.options().dtype(at::kLong);
+    Tensor counts = at::empty({rays}, longs), starts = at::empty({rays + 1}, longs);
+    Tensor ray_of, steps, t, points;
+    AT_DISPATCH_FLOATING_TYPES(origins.scalar_type(), "occupancy_march_cpu", [&] {
+        MarchJob<scalar_t> job{origins.data_ptr<scalar_t>(), directions.data_ptr<scalar_t>(),
+                               offsets.data_ptr<scalar_t>(),
+                               MarchGrid<scalar_t>{aabb.data_ptr<scalar_t>(), occupied.data_ptr<bool>(), resolution},
+                               static_cast<scalar_t>(step), most, nullptr, nullptr, nullptr, nullptr};
+        march_loop(job, rays, nullptr, counts.data_ptr<int64_t>());
+        const int64_t total = exclusive_sum(counts.data_ptr<int64_t>(), rays, starts.data_ptr<int64_t>());
+        ray_of = at::empty({total}, longs);
+        steps = at::empty({total}, longs);
+        t = at::empty({total}, origins.options());
+        points = at::empty({total, 3}, origins.options());
+        job.rays = ray_of.data_ptr<int64_t>();
+        job.steps = steps.data_ptr<int64_t>();
+        job.t = t.data_ptr<scalar_t>();
+        job.points = points.data_ptr<scalar_t>();
+        march_loop(job, rays, starts.data_ptr<int64_t>(), nullptr);
+    });
+    return {starts, ray_of, steps, t, points};
+}
+
+// The loops live in templates, not in AT_DISPATCH's lambda (see above): a ray's samples from its
+// cursor up to the segment's end, counted only while the ray is not yet opaque.
+template <typename scalar_t>
+void segment_count_loop(const int64_t* ray_starts, const int64_t* steps, const int64_t* cursor,
+                        const scalar_t* optical_depth, int64_t rays, int64_t segment_end, scalar_t opaque,
+                        int64_t* counts, int64_t* next) {
+#pragma omp parallel for schedule(static) num_threads(threads()) if (rays > 1024)
+    for (int64_t ray = 0; ray < rays; ++ray)
+        counts[ray] = segment_ray(cursor[ray], ray_starts[ray + 1], steps, segment_end, optical_depth[ray], opaque,
+                                  next + ray);
+}
+
+template <typename scalar_t>
+void visibility_loop(const int64_t* segment_starts, const scalar_t* depth, int64_t rays, scalar_t epsilon,
+                     scalar_t* optical_depth, bool* visible) {
+#pragma omp parallel for schedule(static) num_threads(threads()) if (rays > 1024)
+    for (int64_t ray = 0; ray < rays; ++ray)
+        visibility_ray(segment_starts[ray], segment_starts[ray + 1], depth, optical_depth + ray, epsilon, visible);
+}
+
+// The samples of one segment of the march (steps before `segment_end`) of the rays not yet
+// opaque: -> segment_starts [R + 1], their indices [K] into the packed samples, and each ray's
+// cursor past the segment [R].
+std::tuple<Tensor, Tensor, Tensor> march_segment_cpu(const Tensor& ray_starts, const Tensor& steps, const Tensor& cursor,
+                                                     const Tensor& optical_depth, int64_t segment_end,
+                                                     double opaque_depth) {
+    check_segment_inputs(ray_starts, steps, cursor, optical_depth);
+    const int64_t rays = ray_starts.size(0) - 1;
+    const auto longs = ray_starts.options();
+    Tensor counts = at::empty({rays}, longs), starts = at::empty({rays + 1}, longs), next = at::empty({rays}, longs);
+    const int64_t *from = cursor.data_ptr<int64_t>();
+    int64_t* count = counts.data_ptr<int64_t>();
+    AT_DISPATCH_FLOATING_TYPES(optical_depth.scalar_type(), "march_segment_cpu", [&] {
+        segment_count_loop(ray_starts.data_ptr<int64_t>(), steps.data_ptr<int64_t>(), from,
+                           optical_depth.data_ptr<scalar_t>(), rays, segment_end, static_cast<scalar_t>(opaque_depth),
+                           count, next.data_ptr<int64_t>());
+    });
+    const int64_t total = exclusive_sum(count, rays, starts.data_ptr<int64_t>());
+    Tensor index = at::empty({total}, longs);
+    int64_t *into = index.data_ptr<int64_t>(), *start = starts.data_ptr<int64_t>();
+#pragma omp parallel for schedule(static) num_threads(threads()) if (rays > 1024)
+    for (int64_t ray = 0; ray < rays; ++ray)
+        for (int64_t i = 0; i < count[ray]; ++i) into[start[ray] + i] = from[ray] + i;
+    return {starts, index, next};
+}
+
+// Which samples of a segment light still reaches, given their optical depths [K]:
+// -> visible [K] and each ray's optical depth after the segment [R].
+std::tuple<Tensor, Tensor> march_visibility_cpu(const Tensor& segment_starts, const Tensor& depth,
+                                                const Tensor& optical_depth, double epsilon) {
+    check_visibility_inputs(segment_starts, depth, optical_depth);
+    const int64_t rays = optical_depth.size(0);
+    Tensor visible = at::empty({depth.size(0)}, depth.options().dtype(at::kBool));
+    Tensor after = optical_depth.clone();
+    AT_DISPATCH_FLOATING_TYPES(depth.scalar_type(), "march_visibility_cpu", [&] {
+        visibility_loop(segment_starts.data_ptr<int64_t>(), depth.data_ptr<scalar_t>(), rays,
+                        static_cast<scalar_t>(epsilon), after.data_ptr<scalar_t>(), visible.data_ptr<bool>());
+    });
+    return {visible, after};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(fieldkit, m) {
+    m.def("occupancy_march(Tensor origins, Tensor directions, Tensor offsets, Tensor aabb, Tensor occupied, "
+          "int resolution, float step, int most) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+    m.def("march_segment(Tensor ray_starts, Tensor steps, Tensor cursor, Tensor optical_depth, int segment_end, "
+          "float opaque_depth) -> (Tensor, Tensor, Tensor)");
+    m.def("march_visibility(Tensor segment_starts, Tensor depth, Tensor optical_depth, float epsilon) "
+          "-> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(fieldkit, CPU, m) {
+    m.impl("occupancy_march", &occupancy_march_cpu);
+    m.impl("march_segment", &march_segment_cpu);
+    m.impl("march_visibility", &march_visibility_cpu);
+}
+
+}  // namespace fieldkit

@@ -190,3 +190,106 @@ TORCH_LIBRARY_IMPL(fieldkit, CUDA, m) {
 }
 
 }  // namespace fieldkit
+
+// -- occupancy-grid ray marching (marching.h): one thread per ray, two passes (count, then fill at
+// each ray's start from a prefix sum), as in cpu_ops.cpp ---------------------------------------
+#include <ATen/ops/cumsum.h>
+#include <ATen/ops/zeros.h>
+
+#include "marching_checks.h"
+#include "marching_kernels.cuh"
+
+namespace fieldkit {
+namespace {
+
+// starts [R + 1] from counts [R]: a zero, then the inclusive sum; -> the total (one device sync)
+int64_t starts_from_counts(const Tensor& counts, Tensor& starts) {
+    starts = at::zeros({counts.size(0) + 1}, counts.options());
+    if (counts.size(0) > 0) starts.narrow(0, 1, counts.size(0)).copy_(at::cumsum(counts, 0));
+    return starts[counts.size(0)].item<int64_t>();
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> occupancy_march_cuda(
+    const Tensor& origins, const Tensor& directions, const Tensor& offsets, const Tensor& aabb,
+    const Tensor& occupied, int64_t resolution, double step, int64_t most) {
+    check_march_inputs(origins, directions, offsets, aabb, occupied, resolution, most);
+    const c10::cuda::CUDAGuard guard(origins.device());
+    const int64_t rays = origins.size(0);
+    const auto longs = origins.options().dtype(at::kLong);
+    Tensor counts = at::zeros({rays}, longs), starts, ray_of, steps, t, points;
+    const auto stream = at::cuda::getCurrentCUDAStream();
+    AT_DISPATCH_FLOATING_TYPES(origins.scalar_type(), "occupancy_march_cuda", [&] {
+        MarchJob<scalar_t> job{origins.data_ptr<scalar_t>(), directions.data_ptr<scalar_t>(),
+                               offsets.data_ptr<scalar_t>(),
+                               MarchGrid<scalar_t>{aabb.data_ptr<scalar_t>(), occupied.data_ptr<bool>(), resolution},
+                               static_cast<scalar_t>(step), most, nullptr, nullptr, nullptr, nullptr};
+        if (rays > 0) march_count_kernel<scalar_t><<<blocks_for(rays), kThreads, 0, stream>>>(
+            job, rays, counts.data_ptr<int64_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        const int64_t total = starts_from_counts(counts, starts);
+        ray_of = at::empty({total}, longs);
+        steps = at::empty({total}, longs);
+        t = at::empty({total}, origins.options());
+        points = at::empty({total, 3}, origins.options());
+        job.rays = ray_of.data_ptr<int64_t>();
+        job.steps = steps.data_ptr<int64_t>();
+        job.t = t.data_ptr<scalar_t>();
+        job.points = points.data_ptr<scalar_t>();
+        if (total > 0) march_fill_kernel<scalar_t><<<blocks_for(rays), kThreads, 0, stream>>>(
+            job, rays, starts.data_ptr<int64_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+    return {starts, ray_of, steps, t, points};
+}
+
+std::tuple<Tensor, Tensor, Tensor> march_segment_cuda(const Tensor& ray_starts, const Tensor& steps,
+                                                      const Tensor& cursor, const Tensor& optical_depth,
+                                                      int64_t segment_end, double opaque_depth) {
+    check_segment_inputs(ray_starts, steps, cursor, optical_depth);
+    const c10::cuda::CUDAGuard guard(ray_starts.device());
+    const int64_t rays = ray_starts.size(0) - 1;
+    Tensor counts = at::zeros({rays}, ray_starts.options()), next = cursor.clone(), starts;
+    const auto stream = at::cuda::getCurrentCUDAStream();
+    if (rays > 0)
+        AT_DISPATCH_FLOATING_TYPES(optical_depth.scalar_type(), "march_segment_cuda", [&] {
+            segment_count_kernel<scalar_t><<<blocks_for(rays), kThreads, 0, stream>>>(
+                ray_starts.data_ptr<int64_t>(), steps.data_ptr<int64_t>(), cursor.data_ptr<int64_t>(),
+                optical_depth.data_ptr<scalar_t>(), rays, segment_end, static_cast<scalar_t>(opaque_depth),
+                counts.data_ptr<int64_t>(), next.data_ptr<int64_t>());
+        });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    Tensor index = at::empty({starts_from_counts(counts, starts)}, ray_starts.options());
+    if (index.numel() > 0)
+        segment_fill_kernel<><<<blocks_for(rays), kThreads, 0, stream>>>(
+            cursor.data_ptr<int64_t>(), starts.data_ptr<int64_t>(), rays, index.data_ptr<int64_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return {starts, index, next};
+}
+
+std::tuple<Tensor, Tensor> march_visibility_cuda(const Tensor& segment_starts, const Tensor& depth,
+                                                 const Tensor& optical_depth, double epsilon) {
+    check_visibility_inputs(segment_starts, depth, optical_depth);
+    const c10::cuda::CUDAGuard guard(depth.device());
+    const int64_t rays = optical_depth.size(0);
+    Tensor visible = at::empty({depth.size(0)}, depth.options().dtype(at::kBool));
+    Tensor after = optical_depth.clone();
+    const auto stream = at::cuda::getCurrentCUDAStream();
+    if (rays > 0)
+        AT_DISPATCH_FLOATING_TYPES(depth.scalar_type(), "march_visibility_cuda", [&] {
+            visibility_kernel<scalar_t><<<blocks_for(rays), kThreads, 0, stream>>>(
+                segment_starts.data_ptr<int64_t>(), depth.data_ptr<scalar_t>(), rays, static_cast<scalar_t>(epsilon),
+                after.data_ptr<scalar_t>(), visible.data_ptr<bool>());
+        });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return {visible, after};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fieldkit, CUDA, m) {
+    m.impl("occupancy_march", &occupancy_march_cuda);
+    m.impl("march_segment", &march_segment_cuda);
+    m.impl("march_visibility", &march_visibility_cuda);
+}
+
+}  // namespace fieldkit

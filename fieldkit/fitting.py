@@ -17,7 +17,11 @@ from fieldkit.runs import ResumableRun
 @dataclass
 class TrainConfig:
     steps: int | None = None
-    """optimisation steps (default: the architecture's, see fieldkit/defaults.py)"""
+    """optimisation steps (default for fields: the architecture's passes over the training pixels, see
+    fieldkit/defaults.py; splats: 3000)"""
+    max_seconds: float | None = None
+    """end a field's training after this many seconds of optimisation, its learning rate decayed by then
+    (default without --steps: 600, so a large capture does not run for hours on a CPU)"""
     batch_rays: int = 4096
     """rays per step (at most: a field's step renders only the rays whose samples fit in --batch-samples)"""
     batch_samples: int = TRAIN_BATCH_SAMPLES
@@ -42,8 +46,9 @@ class TrainConfig:
     """architecture preset: cpu or gpu"""
 
     def __post_init__(self):
-        check_numbers(self, positive=("steps", "batch_rays", "batch_samples", "samples_per_diagonal", "occupancy_resolution",
-                                      "occupancy_every", "eval_every", "final_lr_fraction", "downscale"))
+        check_numbers(self, positive=("steps", "max_seconds", "batch_rays", "batch_samples", "samples_per_diagonal",
+                                      "occupancy_resolution", "occupancy_every", "eval_every", "final_lr_fraction",
+                                      "downscale"))
 
 
 @torch.no_grad()

@@ -30,13 +30,15 @@ log = logging.getLogger("fieldkit.native")
 SOURCES = next((folder for folder in (Path(__file__).resolve().parent.parent / "cuda",
                                       Path(__file__).resolve().parent / "cuda") if (folder / "cpu_ops.cpp").is_file()),
                Path(__file__).resolve().parent / "cuda")
-HEADERS = ("common.h", "hash_encoding.h", "volume.h", "op_checks.h", "splats.h", "splat_op_checks.h")
+HEADERS = ("common.h", "hash_encoding.h", "volume.h", "op_checks.h", "splats.h", "splat_op_checks.h", "marching.h",
+           "marching_checks.h", "marching_kernels.cuh")
 LAUNCHERS = {"cpu": "cpu_ops.cpp", "cuda": "cuda_ops.cu"}
 # further launcher files, built into the same library; each adds its ops with TORCH_LIBRARY_FRAGMENT
 MORE_LAUNCHERS = {"cpu": ("splat_ops_cpu.cpp",), "cuda": ("splat_ops.cu",)}
 # macOS's clang has no -fopenmp: there the launchers build without it and run serially
 _OPENMP = [] if sys.platform == "darwin" else ["-fopenmp"]
-CFLAGS = ["-O3", *_OPENMP]
+# no fused multiply-add: the marching ops round as torch's separate tensor ops do (cuda/marching.h)
+CFLAGS = ["-O3", "-ffp-contract=off", *_OPENMP]
 LDFLAGS = list(_OPENMP)
 CUDA_FLAGS = ["-O3"]
 SUPPORTED_DTYPES = (torch.float32, torch.float64)

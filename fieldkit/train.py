@@ -54,13 +54,14 @@ def make_trainer(source: str, architecture: str, out: str | Path, config: TrainC
 class Trainer(PhotoRun):
     def __init__(self, source: str, architecture: str, out: str | Path, config: TrainConfig,
                  field_overrides: dict | None = None):
-        self.config = config = resolve_train(config, architecture)
         keep_freed_memory()
         self.run = RunDirectory(out)
         field_config = make_config(architecture, config.preset, field_overrides)
-        self.steps = config.steps
         self.train_set = load_dataset(source, "train", downscale=config.downscale)
         self.test_set = load_dataset(source, "test", downscale=config.downscale)
+        self.rgb, self.camera_index, self.pixel_x, self.pixel_y = self.train_set.pixels()
+        self.config = config = resolve_train(config, architecture, self.rgb.shape[0])
+        self.steps, self.time_budget = config.steps, config.max_seconds
         self.settings = {"train_config": asdict(config), "field_config": asdict(field_config)}
         aabb = self.train_set.aabb
         step_size = float((aabb[1] - aabb[0]).norm()) / config.samples_per_diagonal
@@ -76,7 +77,6 @@ class Trainer(PhotoRun):
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step, self.seconds = 0, 0.0
-        self.rgb, self.camera_index, self.pixel_x, self.pixel_y = self.train_set.pixels()
 
     # -- optimisation --------------------------------------------------------------------
     def train_step(self) -> float:

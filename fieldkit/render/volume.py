@@ -1,5 +1,7 @@
-"""Volume rendering of a field along rays. Compositing runs the native kernel of cuda/volume.h
-when it is built (fieldkit/native.py) and its torch reference, `accumulate_reference`, otherwise.
+"""Volume rendering of a field along rays. Marching and compositing run the native kernels of
+cuda/marching.h and cuda/volume.h when they are built (fieldkit/native.py) and their torch
+references (`sample_along_rays_reference`, `visible_samples_reference`, `accumulate_reference`)
+otherwise.
 
 nerfacc's split: the renderer owns sampling, transmittance, weights and accumulation and
 takes the field as a callback, so fields, splat densities and distilled students share it.
@@ -73,13 +75,18 @@ class RaySamples:
                           None if self.values is None else self.values[kept])
 
 
-def sample_along_rays(origins: Tensor, directions: Tensor, grid: OccupancyGrid, step_size: float,
-                      jitter: Tensor | None) -> RaySamples:
-    """The evenly spaced samples of the rays that lie in the box and in occupied cells."""
-    near, far = ray_aabb(origins, directions, grid.aabb)
+def most_samples(grid: OccupancyGrid, step_size: float) -> int:
+    """The samples a ray takes at most: as many steps as fit along the box's diagonal."""
     diagonal = float((grid.aabb[1] - grid.aabb[0]).norm())
-    most = max(int(diagonal / step_size) + 1, 1)
+    return max(int(diagonal / step_size) + 1, 1)
+
+
+def sample_along_rays_reference(origins: Tensor, directions: Tensor, grid: OccupancyGrid, step_size: float,
+                                jitter: Tensor | None) -> RaySamples:
+    """`sample_along_rays` in torch: its specification and its fallback."""
+    near, far = ray_aabb(origins, directions, grid.aabb)
     offset = origins.new_full(near.shape, 0.5) if jitter is None else jitter  # [R]
+    most = most_samples(grid, step_size)
     # samples before the exit, one more for rounding (the test on t below decides)
     counts = (torch.ceil((far - near) / step_size - offset) + 1).clamp(0, most).long()  # [R]
     rays = torch.repeat_interleave(torch.arange(near.shape[0], device=near.device), counts)  # [N]
@@ -88,6 +95,25 @@ def sample_along_rays(origins: Tensor, directions: Tensor, grid: OccupancyGrid, 
     points = origins[rays] + t[:, None] * directions[rays]
     kept = (t < far[rays]) & grid.is_occupied(points)
     return RaySamples(t[kept], points[kept], rays[kept], steps[kept])
+
+
+def sample_along_rays(origins: Tensor, directions: Tensor, grid: OccupancyGrid, step_size: float,
+                      jitter: Tensor | None) -> RaySamples:
+    """The evenly spaced samples of the rays that lie in the box and in occupied cells: the
+    native march (cuda/marching.h) when it is built, bit-identical in float32, else the reference.
+
+    The samples carry no gradient to the rays on the native path (their places come from the
+    grid): rays that require gradient take the reference.
+    """
+    offset = origins.new_full(origins.shape[:1], 0.5) if jitter is None else jitter  # [R]
+    if origins.requires_grad or directions.requires_grad or not native.wanted(origins, directions, offset,
+                                                                             grid.occupied):
+        return sample_along_rays_reference(origins, directions, grid, step_size, jitter)
+    origins, directions, offset, aabb = native.prepare("ray marching", origins, directions, offset, grid.aabb)
+    _, rays, steps, t, points = torch.ops.fieldkit.occupancy_march(
+        origins, directions, offset, aabb, grid.occupied.contiguous(), grid.resolution, float(step_size),
+        most_samples(grid, step_size))
+    return RaySamples(t, points, rays, steps)
 
 
 def leading_rays(samples: RaySamples, ray_count: int, max_samples: int) -> int:
@@ -109,16 +135,30 @@ def _exclusive_sums(values: Tensor, rays: Tensor, ray_count: int) -> Tensor:
     return (running - running[first]).to(values.dtype)
 
 
-@torch.no_grad()
-def visible_samples(log_density_fn: LogDensityFn, samples: RaySamples, ray_count: int,
-                    step_size: float) -> RaySamples:
-    """The samples that light still reaches (transmittance above epsilon), with what
-    `log_density_fn` returned at them as `values` when it returns rows [M, V] whose first column
-    is the log-density.
+def ray_starts(rays: Tensor, ray_count: int) -> Tensor:
+    """Where each ray's packed samples begin [R + 1] (the last entry is the sample count)."""
+    starts = torch.zeros(ray_count + 1, dtype=torch.long, device=rays.device)
+    starts[1:] = torch.cumsum(torch.bincount(rays, minlength=ray_count), dim=0)
+    return starts
 
-    Marches in segments of SEGMENT_STEPS along the rays; a ray that has become opaque is not
-    evaluated further.
-    """
+
+def _evaluated(log_density_fn: LogDensityFn, samples: RaySamples, index: Tensor, values: Tensor | None
+               ) -> tuple[Tensor, Tensor | None]:
+    """The log-density [K] at the samples `index`, keeping the rest of the rows that
+    `log_density_fn` returned, if any, in `values` [M, V] (allocated on first use)."""
+    evaluated = log_density_fn(samples.points[index])
+    if evaluated.dim() == 2:
+        if values is None:
+            values = evaluated.new_zeros(samples.rays.shape[0], evaluated.shape[1])
+        values[index] = evaluated
+        evaluated = evaluated[:, 0]
+    return evaluated, values
+
+
+@torch.no_grad()
+def visible_samples_reference(log_density_fn: LogDensityFn, samples: RaySamples, ray_count: int,
+                              step_size: float) -> RaySamples:
+    """`visible_samples` in torch: its specification and its fallback."""
     visible, values = torch.zeros_like(samples.rays, dtype=torch.bool), None
     optical_depth = samples.t.new_zeros(ray_count)  # [R] accumulated so far
     last = int(samples.steps.max()) + 1 if samples.steps.numel() else 0
@@ -127,16 +167,42 @@ def visible_samples(log_density_fn: LogDensityFn, samples: RaySamples, ray_count
         index = (in_segment & (optical_depth < _OPAQUE_OPTICAL_DEPTH)[samples.rays]).nonzero()[:, 0]
         if index.numel() == 0:
             continue
-        evaluated = log_density_fn(samples.points[index])
-        if evaluated.dim() == 2:
-            if values is None:
-                values = evaluated.new_zeros(samples.rays.shape[0], evaluated.shape[1])
-            values[index] = evaluated
-            evaluated = evaluated[:, 0]
+        evaluated, values = _evaluated(log_density_fn, samples, index, values)
         depth, rays = density_from_log(evaluated) * step_size, samples.rays[index]
         before = optical_depth[rays] + _exclusive_sums(depth, rays, ray_count)
         visible[index] = torch.exp(-before) > TRANSMITTANCE_EPSILON
         optical_depth.index_add_(0, rays, depth)
+    return RaySamples(samples.t, samples.points, samples.rays, samples.steps, values).subset(visible)
+
+
+@torch.no_grad()
+def visible_samples(log_density_fn: LogDensityFn, samples: RaySamples, ray_count: int,
+                    step_size: float) -> RaySamples:
+    """The samples that light still reaches (transmittance above epsilon), with what
+    `log_density_fn` returned at them as `values` when it returns rows [M, V] whose first column
+    is the log-density.
+
+    Marches in segments of SEGMENT_STEPS along the rays; a ray that has become opaque is not
+    evaluated further. The native ops (cuda/marching.h) pick each segment's samples and decide
+    their visibility when they are built; they keep the same samples as the reference except
+    where a transmittance lies within float rounding of epsilon.
+    """
+    if not native.wanted(samples.t, samples.steps):
+        return visible_samples_reference(log_density_fn, samples, ray_count, step_size)
+    visible, values = torch.zeros_like(samples.rays, dtype=torch.bool), None
+    starts = ray_starts(samples.rays, ray_count)
+    cursor, steps = starts[:-1].clone(), samples.steps.contiguous()  # [R] each ray's first sample not yet visited
+    optical_depth = native.prepare("ray marching", samples.t)[0].new_zeros(ray_count)  # [R]
+    last = int(steps.max()) + 1 if steps.numel() else 0
+    for end in range(SEGMENT_STEPS, last + SEGMENT_STEPS, SEGMENT_STEPS):
+        segment_starts, index, cursor = torch.ops.fieldkit.march_segment(starts, steps, cursor, optical_depth, end,
+                                                                         _OPAQUE_OPTICAL_DEPTH)
+        if index.numel() == 0:
+            continue
+        evaluated, values = _evaluated(log_density_fn, samples, index, values)
+        depth = (density_from_log(evaluated) * step_size).to(optical_depth.dtype).contiguous()
+        visible[index], optical_depth = torch.ops.fieldkit.march_visibility(segment_starts, depth, optical_depth,
+                                                                            TRANSMITTANCE_EPSILON)
     return RaySamples(samples.t, samples.points, samples.rays, samples.steps, values).subset(visible)
 
 
@@ -189,9 +255,7 @@ def accumulate(log_density: Tensor, rgb: Tensor, t: Tensor, rays: Tensor, ray_co
         return accumulate_reference(log_density, rgb, t, rays, ray_count, step_size)
     dtype = torch.promote_types(torch.promote_types(log_density.dtype, rgb.dtype), t.dtype)
     log_density, rgb, t = native.prepare("compositing", log_density, rgb, t)
-    ray_starts = torch.zeros(ray_count + 1, dtype=torch.long, device=rays.device)
-    ray_starts[1:] = torch.cumsum(torch.bincount(rays, minlength=ray_count), dim=0)
-    weights, per_ray = _NativeComposite.apply(log_density, rgb, t, ray_starts, float(step_size))
+    weights, per_ray = _NativeComposite.apply(log_density, rgb, t, ray_starts(rays, ray_count), float(step_size))
     return weights.to(dtype), per_ray.to(dtype)
 
 
