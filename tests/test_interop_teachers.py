@@ -1,0 +1,226 @@
+"""Fields trained by other tools as teachers: instant-ngp snapshots and nerfstudio nerfacto
+checkpoints, written here in those tools' own layouts from fieldkit modules and read back."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import zlib
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+import torch
+
+from fieldkit.cli import main
+from fieldkit.data import load_dataset
+from fieldkit.errors import FieldkitError
+from fieldkit.fields.encodings import _HASH_PRIMES
+from fieldkit.fitting import evaluate
+from fieldkit.io import load
+from fieldkit.metrics import psnr
+from fieldkit.radiance import RadianceField
+from fieldkit.render.occupancy import OccupancyGrid
+from fieldkit.teachers.instant_ngp import InstantNGPConfig, InstantNGPField, world_box
+from fieldkit.teachers.tcnn import TcnnHashGrid, flatten
+
+# instant-ngp's NeRF network (configs/nerf/base.json), at the tiny scene's size
+NGP_CONFIG = dict(
+    encoding={"otype": "HashGrid", "n_levels": 8, "n_features_per_level": 2, "log2_hashmap_size": 14,
+              "base_resolution": 16, "per_level_scale": 1.4},
+    network={"otype": "FullyFusedMLP", "activation": "ReLU", "output_activation": "None", "n_neurons": 64,
+             "n_hidden_layers": 1},
+    rgb_network={"otype": "FullyFusedMLP", "activation": "ReLU", "output_activation": "None", "n_neurons": 64,
+                 "n_hidden_layers": 2},
+    dir_encoding={"otype": "Composite", "nested": [{"n_dims_to_encode": 3, "otype": "SphericalHarmonics", "degree": 4},
+                                                   {"otype": "Identity"}]},
+    # the tiny scene's box [-1, 1]^3 is instant-ngp's unit cube
+    scale=0.5, offset=(0.5, 0.5, 0.5))
+# the splat conversion of tests/test_splat_convert.py
+TO_SPLATS = ["--steps", "300", "--views", "24", "--eval-views", "3", "--checkpoint-seconds", "1e9",
+             "--set", "initial_splats=600", "--set", "means_lr=1.6e-3", "--set", "start=50",
+             "--set", "every=50", "--set", "stop=250", "--set", "sh_degree_every=100"]
+
+
+def run(argv) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(arg) for arg in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def fit(model: RadianceField, dataset_path, steps: int, learning_rate: float = 1e-2) -> RadianceField:
+    """A few hundred photo steps of `model` on the tiny scene (what `fieldkit train` does)."""
+    train = load_dataset(dataset_path, "train")
+    rgb, camera, pixel_x, pixel_y = train.pixels()
+    optimizer = torch.optim.Adam(model.field.parameters(), lr=learning_rate, eps=1e-15)
+    generator = torch.Generator().manual_seed(0)
+    for step in range(steps):
+        batch = torch.randint(0, rgb.shape[0], (512,), generator=generator)
+        origins, directions = train.cameras.generate_rays(camera[batch], pixel_x[batch], pixel_y[batch])
+        output = model.render_rays(origins, directions, jitter=torch.rand(512, generator=generator))
+        loss = (output.rgb - rgb[batch]).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 16 == 15:
+            model.update_occupancy()
+    return model.eval()
+
+
+# -- instant-ngp ------------------------------------------------------------------------
+
+def write_snapshot(field: InstantNGPField, path: Path, half: bool = False) -> None:
+    """The snapshot instant-ngp's `save_snapshot` writes: its network config, and `params_binary`
+    in NerfNetwork's order (density MLP, colour MLP, hash grid)."""
+    config = field.config
+    values = flatten(field.networks()).numpy().astype(np.float16 if half else np.float32)
+    document = {
+        "encoding": config.encoding, "network": config.network, "rgb_network": config.rgb_network,
+        "dir_encoding": config.dir_encoding, "loss": {"otype": "Huber"},
+        "snapshot": {
+            "version": 1, "mode": "Nerf", "n_params": values.size, "params_type": "__half" if half else "float",
+            "params_binary": values.tobytes(), "density_grid_size": 128, "density_grid_binary": b"",
+            "training_step": 400, "aabb": {"min": config.network_box[0], "max": config.network_box[1]},
+            "render_aabb": {"min": config.network_box[0], "max": config.network_box[1]},
+            "background_color": [1.0, 1.0, 1.0, 1.0],
+            "nerf": {"aabb_scale": 1, "dataset": {"scale": config.scale, "offset": list(config.offset),
+                                                  "from_mitsuba": False, "aabb_scale": 1}}}}
+    packed = msgpack.packb(document, use_bin_type=True)
+    path.write_bytes(zlib.compress(packed) if path.suffix == ".ingp" else packed)
+
+
+def ngp_field() -> InstantNGPField:
+    config = InstantNGPConfig(**NGP_CONFIG)
+    torch.manual_seed(0)
+    field = InstantNGPField(config, world_box(torch.tensor(config.network_box), config))
+    with torch.no_grad():  # tcnn's initialisation: a tiny grid, Xavier-like weights
+        field.grid.table.uniform_(-1e-4, 1e-4)
+        for layer in [*field.density_mlp.layers, *field.colour_head.layers]:
+            torch.nn.init.xavier_uniform_(layer.weight)
+    return field
+
+
+@pytest.fixture(scope="module")
+def ngp_teacher(tiny_dataset, tmp_path_factory):
+    """A fitted instant-ngp field, written as a snapshot: (field model, snapshot path)."""
+    field = ngp_field()
+    step_size = float((field.aabb[1] - field.aabb[0]).norm()) / 64
+    model = fit(RadianceField(field, OccupancyGrid(field.aabb, 32), step_size), tiny_dataset, 300)
+    path = tmp_path_factory.mktemp("ngp") / "scene.ingp"
+    write_snapshot(model.field, path)
+    return model, path
+
+
+def tcnn_encode(grid: TcnnHashGrid, point: list[float]) -> list[float]:
+    """tiny-cuda-nn's kernel_grid for one point, written out as its loops (uint32 arithmetic)."""
+    features = []
+    table = grid.table.detach()
+    for level in range(grid.levels):
+        start, end = int(grid.level_offsets[level]), (int(grid.level_offsets[level + 1]) if level + 1 < grid.levels
+                                                         else table.shape[0])
+        size, scale = end - start, float(grid.scale[level])
+        vertices = math.ceil(scale) + 1
+        position = [x * scale + 0.5 for x in point]
+        corner = [math.floor(p) for p in position]
+        fraction = [p - c for p, c in zip(position, corner)]
+        total = torch.zeros(grid.features_per_level)
+        for index in range(8):
+            local = [corner[d] + ((index >> d) & 1) for d in range(3)]
+            weight = math.prod(fraction[d] if (index >> d) & 1 else 1 - fraction[d] for d in range(3))
+            stride, row = 1, 0
+            for d in range(3):
+                if stride > size:
+                    break
+                row += local[d] * stride
+                stride *= vertices
+            if size < stride:
+                row = 0
+                for d in range(3):
+                    row ^= (local[d] * (_HASH_PRIMES[d] % 2**32)) % 2**32
+            total += weight * table[start + row % size]
+        features += total.tolist()
+    return features
+
+
+def test_the_hash_grid_reads_tcnn_layout_as_tcnn_does():
+    grid = TcnnHashGrid(6, 2, 12, 8, 1.9)  # dense and hashed levels, uneven level sizes
+    torch.manual_seed(1)
+    with torch.no_grad():
+        grid.table.normal_()
+    points = torch.rand(40, 3)
+    expected = torch.tensor([tcnn_encode(grid, point) for point in points.tolist()])
+    assert grid.dense_levels not in (0, grid.levels)
+    assert torch.allclose(grid(points), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_an_instant_ngp_snapshot_renders_like_the_field_it_was_written_from(ngp_teacher, tiny_dataset, tmp_path, half):
+    model, _ = ngp_teacher
+    path = tmp_path / ("scene.msgpack" if half else "scene.ingp")
+    write_snapshot(model.field, path, half)
+    loaded = load(path)
+    test = load_dataset(tiny_dataset, "test")
+    # the same field under the loaded model's render settings (its occupancy grid is measured anew)
+    original = RadianceField(model.field, loaded.grid, loaded.step_size, loaded.background)
+    ours, theirs = original.render(test.cameras).rgb, loaded.render(test.cameras).rgb
+    score = min(psnr(a.clamp(0, 1), b.clamp(0, 1)) for a, b in zip(theirs, ours))
+    # measured: float parameters render bit for bit (inf dB), halves 59 dB
+    assert score > 50.0
+    assert loaded.architecture == "instant-ngp" and torch.allclose(loaded.aabb, model.field.aabb)
+    assert evaluate(loaded, test)["psnr"] > 20.0  # the fitted field shows the scene
+
+
+def test_an_instant_ngp_snapshot_converts_to_splats(ngp_teacher, tiny_dataset, tmp_path):
+    model, path = ngp_teacher
+    out = tmp_path / "splats"
+    code, _, stderr = run(["convert", path, "--to", "gaussians", "--out", out, *TO_SPLATS])
+    assert code == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    test = load_dataset(tiny_dataset, "test")
+    teacher_psnr, splat_psnr = evaluate(load(path), test)["psnr"], evaluate(load(out / "splats.safetensors"), test)["psnr"]
+    # measured on one thread: teacher XX dB, its splats XX dB on the test views
+    assert splat_psnr > teacher_psnr - 1.0, (teacher_psnr, splat_psnr)
+    assert metrics["teacher_architecture"] == "instant-ngp" and metrics["psnr_vs_teacher"] > 25.0
+
+
+def test_an_instant_ngp_snapshot_converts_to_a_hash_grid(ngp_teacher, tmp_path):
+    _, path = ngp_teacher
+    out = tmp_path / "field"
+    code, _, stderr = run(["convert", path, "--to", "hashgrid", "--out", out, "--steps", "150", "--batch-rays", "512",
+                           "--eval-views", "2", "--eval-resolution", "32", "--checkpoint-seconds", "1e9",
+                           "--set", "levels=8", "--set", "log2_table_size=14", "--set", "max_resolution=64"])
+    assert code == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    # the student matches the snapshot's geometry vector: both are PVD's [log-density, 15 features]
+    assert "geometry" in metrics["stages"] and metrics["psnr_vs_teacher"] > 22.0
+
+
+def damaged_snapshots(path: Path, tmp_path: Path) -> dict[str, Path]:
+    whole = path.read_bytes()
+    document = msgpack.unpackb(zlib.decompress(whole), raw=False)
+    cases = {"truncated": zlib.compress(zlib.decompress(whole)[: len(zlib.decompress(whole)) // 2]),
+             "cut-zlib": whole[: len(whole) // 3],
+             "wrong-keys": zlib.compress(msgpack.packb({"encoding": document["encoding"], "weights": [1, 2]})),
+             "unknown-encoding": zlib.compress(msgpack.packb(document | {"encoding": {"otype": "Frequency"}},
+                                                             use_bin_type=True)),
+             "short-params": zlib.compress(msgpack.packb(
+                 document | {"snapshot": document["snapshot"] | {"params_binary": b"\0" * 64, "n_params": 16}},
+                 use_bin_type=True))}
+    files = {}
+    for name, data in cases.items():
+        files[name] = tmp_path / f"{name}.ingp"
+        files[name].write_bytes(data)
+    return files
+
+
+def test_a_damaged_snapshot_is_one_error_line(ngp_teacher, tmp_path):
+    _, path = ngp_teacher
+    for name, damaged in damaged_snapshots(path, tmp_path).items():
+        with pytest.raises(FieldkitError):
+            load(damaged)
+        code, _, stderr = run(["convert", damaged, "--to", "gaussians", "--out", tmp_path / f"run-{name}"])
+        assert code == 2 and len(stderr.strip().splitlines()) == 1 and str(damaged) in stderr, (name, stderr)
+        assert not (tmp_path / f"run-{name}").exists()
