@@ -23,6 +23,7 @@ from fieldkit.io import load
 from fieldkit.metrics import psnr
 from fieldkit.radiance import RadianceField
 from fieldkit.render.occupancy import OccupancyGrid
+from fieldkit.rendering import turntable_around
 from fieldkit.teachers.instant_ngp import InstantNGPConfig, InstantNGPField, world_box
 from fieldkit.teachers.tcnn import TcnnHashGrid, flatten
 
@@ -224,3 +225,117 @@ def test_a_damaged_snapshot_is_one_error_line(ngp_teacher, tmp_path):
         code, _, stderr = run(["convert", damaged, "--to", "gaussians", "--out", tmp_path / f"run-{name}"])
         assert code == 2 and len(stderr.strip().splitlines()) == 1 and str(damaged) in stderr, (name, stderr)
         assert not (tmp_path / f"run-{name}").exists()
+
+
+# -- nerfstudio nerfacto ----------------------------------------------------------------
+
+NERFACTO_CONFIG = """\
+!!python/object:nerfstudio.engine.trainer.TrainerConfig
+_target: !!python/name:nerfstudio.engine.trainer.Trainer ''
+method_name: nerfacto
+output_dir: !!python/object/apply:pathlib.PosixPath
+- outputs
+pipeline: !!python/object:nerfstudio.pipelines.base_pipeline.VanillaPipelineConfig
+  _target: !!python/name:nerfstudio.pipelines.base_pipeline.VanillaPipeline ''
+  model: !!python/object:nerfstudio.models.nerfacto.NerfactoModelConfig
+    _target: !!python/name:nerfstudio.models.nerfacto.NerfactoModel ''
+    collider_params: !!python/object/apply:builtins.dict
+      - far_plane: 6.0
+        near_plane: 2.0
+    background_color: last_sample
+    hidden_dim: 64
+    hidden_dim_color: 64
+    num_levels: 8
+    base_res: 16
+    max_res: 256
+    log2_hashmap_size: 14
+    features_per_level: 2
+    num_proposal_samples_per_ray: !!python/tuple
+    - 256
+    - 96
+    appearance_embed_dim: 32
+    use_average_appearance_embedding: true
+    disable_scene_contraction: false
+    implementation: tcnn
+"""
+
+
+def write_nerfacto_run(field, run: Path) -> Path:
+    """A nerfstudio run directory as `ns-train nerfacto` leaves it: config.yml and a checkpoint whose
+    pipeline state holds the field's tcnn modules (and a proposal network, which is not read)."""
+    (run / "nerfstudio_models").mkdir(parents=True)
+    (run / "config.yml").write_text(NERFACTO_CONFIG)
+    prefix = "_model.field."
+    state = {"_model.field.aabb": field.aabb.clone(),
+             prefix + "mlp_base_grid.tcnn_encoding.params": field.grid.table.detach().reshape(-1).half(),
+             prefix + "mlp_base_mlp.tcnn_encoding.params": flatten([field.base_mlp]).half(),
+             prefix + "mlp_head.tcnn_encoding.params": flatten([field.colour_head]).half(),
+             prefix + "embedding_appearance.embedding.weight": torch.randn(48, 32) * 0.3,
+             "_model.proposal_networks.0.encoding.tcnn_encoding.params": torch.randn(1000).half()}
+    torch.save({"step": 29999, "pipeline": state, "optimizers": {}, "scalers": {"scale": 1024.0}},
+               run / "nerfstudio_models" / "step-000029999.ckpt")
+    return run
+
+
+@pytest.fixture(scope="module")
+def nerfacto_run(tmp_path_factory):
+    from fieldkit.teachers.nerfacto import NerfactoConfig, NerfactoField
+
+    config = NerfactoConfig(num_levels=8, max_res=256, log2_hashmap_size=14)
+    torch.manual_seed(2)
+    field = NerfactoField(config, torch.tensor([[-1.0] * 3, [1.0] * 3]))
+    with torch.no_grad():  # weights nerfstudio stores as halves, so the reading is exact
+        field.grid.table.copy_((torch.randn_like(field.grid.table) * 0.5).half().float())
+        for layer in [*field.base_mlp.layers, *field.colour_head.layers]:
+            layer.weight.copy_((torch.randn_like(layer.weight) * 0.2).half().float())
+    return field, write_nerfacto_run(field, tmp_path_factory.mktemp("nerfacto") / "run")
+
+
+def test_a_nerfacto_checkpoint_answers_like_the_field_it_was_written_from(nerfacto_run):
+    field, run_dir = nerfacto_run
+    for source in (run_dir, run_dir / "config.yml", run_dir / "nerfstudio_models" / "step-000029999.ckpt"):
+        loaded = load(source)
+        assert loaded.architecture == "nerfacto"
+        embedding = torch.load(run_dir / "nerfstudio_models" / "step-000029999.ckpt", weights_only=True)["pipeline"][
+            "_model.field.embedding_appearance.embedding.weight"]
+        field.appearance.copy_(embedding.mean(dim=0))  # nerfstudio renders with the images' mean appearance
+        points = torch.rand(4096, 3) * 6 - 3  # inside and outside the unit box: the contraction is in play
+        directions = torch.nn.functional.normalize(torch.randn(4096, 3), dim=-1)
+        ours, theirs = field(points, directions), loaded.field(points, directions)
+        assert torch.allclose(ours.rgb, theirs.rgb, atol=1e-5)
+        assert torch.allclose(ours.log_density, theirs.log_density, atol=1e-4)
+        cameras = turntable_around(loaded.aabb, 1, 24)
+        original = RadianceField(field, loaded.grid, loaded.step_size, loaded.background)
+        assert psnr(loaded.render(cameras).rgb[0], original.render(cameras).rgb[0]) > 50.0
+
+
+def test_a_nerfacto_checkpoint_teaches_a_field(nerfacto_run, tmp_path):
+    _, run_dir = nerfacto_run
+    code, _, stderr = run(["convert", run_dir / "config.yml", "--to", "voxels", "--out", tmp_path / "voxels",
+                               "--steps", "20", "--batch-rays", "256", "--eval-views", "1", "--eval-resolution", "16",
+                               "--checkpoint-seconds", "1e9", "--set", "resolution=16"])
+    assert code == 0, stderr
+    assert json.loads((tmp_path / "voxels" / "metrics.json").read_text())["teacher_architecture"] == "nerfacto"
+
+
+def test_a_damaged_nerfacto_checkpoint_is_one_error_line(nerfacto_run, tmp_path):
+    _, run_dir = nerfacto_run
+    checkpoint = run_dir / "nerfstudio_models" / "step-000029999.ckpt"
+    broken = tmp_path / "broken" / "run"
+    (broken / "nerfstudio_models").mkdir(parents=True)
+    (broken / "config.yml").write_text(NERFACTO_CONFIG)
+    cases = {"truncated": checkpoint.read_bytes()[: checkpoint.stat().st_size // 2],
+             "pickled-object": None, "wrong-keys": None}
+    for name, data in cases.items():
+        target = broken / "nerfstudio_models" / "step-000000001.ckpt"
+        if name == "pickled-object":  # weights_only refuses to build arbitrary objects
+            torch.save({"pipeline": {"x": Path("/")}}, target)
+        elif name == "wrong-keys":
+            torch.save({"pipeline": {"_model.field.aabb": torch.zeros(2, 3)}}, target)
+        else:
+            target.write_bytes(data)
+        code, _, stderr = run(["info", broken / "config.yml"])
+        assert code == 2 and len(stderr.strip().splitlines()) == 1, (name, stderr)
+    (broken / "config.yml").write_text(NERFACTO_CONFIG.replace("NerfactoModelConfig", "InstantNGPModelConfig"))
+    code, _, stderr = run(["info", broken])
+    assert code == 2 and "nerfacto" in stderr and len(stderr.strip().splitlines()) == 1
