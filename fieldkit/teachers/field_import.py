@@ -15,7 +15,7 @@ OCCUPANCY_PASSES = 3
 
 
 @torch.no_grad()
-def imported_model(field: Field, background, metrics: dict) -> RadianceField:
+def imported_model(field: Field, background, metrics: dict, dataset: dict | None = None) -> RadianceField:
     field = field.requires_grad_(False).eval()
     aabb = field.aabb
     # imported fields are hash grids: march them as finely as fieldkit's own
@@ -25,5 +25,5 @@ def imported_model(field: Field, background, metrics: dict) -> RadianceField:
     for _ in range(OCCUPANCY_PASSES):
         grid.update(field.log_density, step_size, generator=generator)
     model = RadianceField(field, grid, step_size, background)
-    model.metrics, model.dataset = metrics, {}
+    model.metrics, model.dataset = metrics, dataset or {}
     return model.eval()

@@ -216,10 +216,20 @@ def snapshot_background(snapshot: dict) -> tuple[float, float, float]:
     return (1.0, 1.0, 1.0)
 
 
+def capture_beside(path: str | Path) -> dict:
+    """The capture a snapshot was trained on, where the snapshot sits in its folder (beside its
+    transforms.json): its cameras then pose and scale a conversion's views, and its test split
+    scores the student, as for fieldkit's own assets. The snapshot's positions are that file's."""
+    folder = Path(path).resolve().parent
+    if any((folder / name).is_file() for name in ("transforms.json", "transforms_train.json")):
+        return {"name": folder.name, "source": str(folder)}
+    return {}
+
+
 def load_snapshot(path: str | Path):
     """An instant-ngp snapshot as a renderable field (fieldkit.radiance.RadianceField)."""
     document = read_snapshot(path)
     snapshot = document["snapshot"]
     step = snapshot.get("training_step")
-    return imported_model(snapshot_field(document, path), snapshot_background(snapshot),
-                          {"format": "instant-ngp snapshot"} | ({"training_step": step} if isinstance(step, int) else {}))
+    metrics = {"format": "instant-ngp snapshot"} | ({"training_step": step} if isinstance(step, int) else {})
+    return imported_model(snapshot_field(document, path), snapshot_background(snapshot), metrics, capture_beside(path))
