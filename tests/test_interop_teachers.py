@@ -288,7 +288,10 @@ def write_nerfacto_run(field, run: Path) -> Path:
     (run / "nerfstudio_models").mkdir(parents=True)
     (run / "config.yml").write_text(NERFACTO_CONFIG)
     prefix = "_model.field."
-    state = {"_model.field.aabb": field.aabb.clone(),
+    config = field.config
+    (run / "dataparser_transforms.json").write_text(json.dumps({"transform": config.world_transform,
+                                                                "scale": config.world_scale}))
+    state = {"_model.field.aabb": torch.tensor(config.scene_box),
              prefix + "mlp_base_grid.tcnn_encoding.params": field.grid.table.detach().reshape(-1).half(),
              prefix + "mlp_base_mlp.tcnn_encoding.params": flatten([field.base_mlp]).half(),
              prefix + "mlp_head.tcnn_encoding.params": flatten([field.colour_head]).half(),
@@ -303,9 +306,13 @@ def write_nerfacto_run(field, run: Path) -> Path:
 def nerfacto_run(tmp_path_factory):
     from fieldkit.teachers.nerfacto import NerfactoConfig, NerfactoField
 
-    config = NerfactoConfig(num_levels=8, max_res=256, log2_hashmap_size=14)
+    # the dataparser turned the capture 30 degrees about z, moved and scaled it
+    turn = math.radians(30)
+    transform = [[math.cos(turn), -math.sin(turn), 0, 0.1], [math.sin(turn), math.cos(turn), 0, -0.2], [0, 0, 1, 0.05]]
+    config = NerfactoConfig(num_levels=8, max_res=256, log2_hashmap_size=14, world_transform=transform,
+                            world_scale=0.8)
     torch.manual_seed(2)
-    field = NerfactoField(config, torch.tensor([[-1.0] * 3, [1.0] * 3]))
+    field = NerfactoField(config)
     with torch.no_grad():  # weights nerfstudio stores as halves, so the reading is exact
         field.grid.table.copy_((torch.randn_like(field.grid.table) * 0.5).half().float())
         for layer in [*field.base_mlp.layers, *field.colour_head.layers]:

@@ -4,15 +4,18 @@ The field's tcnn modules are read from the checkpoint's state dict: `mlp_base_gr
 grid), `mlp_base_mlp` (to log-density and 15 features) and `mlp_head` (SH of the view direction,
 the features and an appearance embedding, to rgb). Positions go through nerfacto's scene
 contraction (L-infinity, into [-2, 2]^3, then [0, 1]^3) unless the run disabled it. The
-proposal networks only place samples, so they are not read. The field lives in nerfstudio's
-normalised scene coordinates (its dataparser's transform), and fieldkit distils its scene box.
+proposal networks only place samples, so they are not read. nerfstudio's scene coordinates are
+its capture's moved by the dataparser (dataparser_transforms.json: x -> scale * (R x + t)); the
+field answers in the capture's coordinates, and fieldkit distils its scene box carried there.
 """
 from __future__ import annotations
 
 import math
 import pickle
 import re
-from dataclasses import dataclass
+import dataclasses
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -53,6 +56,12 @@ class NerfactoConfig:
     disable_scene_contraction: bool = False
     average_init_density: float = 1.0
     colour_width: int = 64
+    scene_box: list = field(default_factory=lambda: [[-1.0] * 3, [1.0] * 3])
+    """the field's box in nerfstudio's scene coordinates (its `aabb`)"""
+    world_transform: list = field(default_factory=lambda: [[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0]])
+    """the dataparser's 3x4 transform from the capture's coordinates to the scene's (before its scale)"""
+    world_scale: float = 1.0
+    """the dataparser's scale"""
 
 
 class NerfactoField(GeometryVectorField):
@@ -63,8 +72,13 @@ class NerfactoField(GeometryVectorField):
     architecture = "nerfacto"
     config_class = NerfactoConfig
 
-    def __init__(self, config: NerfactoConfig, aabb: Tensor, appearance: Tensor | None = None):
-        super().__init__(config, aabb)
+    def __init__(self, config: NerfactoConfig, appearance: Tensor | None = None):
+        transform = torch.tensor(config.world_transform, dtype=torch.float32)  # [3, 4]
+        scene_box = torch.tensor(config.scene_box, dtype=torch.float32)
+        super().__init__(config, capture_box(scene_box, transform, config.world_scale))
+        self.register_buffer("rotation", transform[:, :3].clone())
+        self.register_buffer("translation", transform[:, 3].clone())
+        self.register_buffer("scene_box", scene_box)
         growth = math.exp((math.log(config.max_res) - math.log(config.base_res)) / max(config.num_levels - 1, 1))
         self.grid = TcnnHashGrid(config.num_levels, config.features_per_level, config.log2_hashmap_size,
                                  config.base_res, growth)
@@ -76,11 +90,14 @@ class NerfactoField(GeometryVectorField):
         self.colour_head.sigmoid_output = True
         appearance = torch.zeros(config.appearance_embed_dim) if appearance is None else appearance
         self.register_buffer("appearance", appearance.float().reshape(config.appearance_embed_dim))
-        self.log_density_scale = math.log(config.average_init_density)
+        # densities per unit of the capture's coordinates: the scene's are world_scale times smaller
+        self.log_density_scale = math.log(config.average_init_density) + math.log(config.world_scale)
 
-    def normalize(self, points: Tensor) -> Tensor:  # [N, 3] -> [N, 3] in [0, 1]
+    def normalize(self, points: Tensor) -> Tensor:  # [N, 3] capture coordinates -> [N, 3] in [0, 1]
+        points = self.config.world_scale * (points @ self.rotation.T + self.translation)  # scene coordinates
         if self.config.disable_scene_contraction:
-            return super().normalize(points)
+            unit = (points - self.scene_box[0]) / (self.scene_box[1] - self.scene_box[0])
+            return unit.clamp(0.0, 1.0 - 1e-6)
         magnitude = points.abs().amax(dim=-1, keepdim=True)  # nerfacto's contraction: the L-infinity norm
         contracted = torch.where(magnitude < 1, points, (2 - 1 / magnitude.clamp(min=1)) * points / magnitude.clamp(min=1))
         return ((contracted + 2) / 4).clamp(0.0, 1.0 - 1e-6)
@@ -91,9 +108,17 @@ class NerfactoField(GeometryVectorField):
         return encoding, torch.cat([raw[:, :1] + self.log_density_scale, raw[:, 1:]], dim=-1)
 
     def output_from_geometry(self, geometry: Tensor, directions: Tensor) -> FieldOutput:
+        directions = torch.nn.functional.normalize(directions @ self.rotation.T, dim=-1)
         inputs = [spherical_harmonics(directions, 4), geometry[:, 1:], self.appearance.expand(len(geometry), -1)]
         rgb = self.colour_head(torch.cat(inputs, dim=-1))[:, :3]
         return FieldOutput(clamp_log_density(geometry[:, 0]), rgb, {"geometry": geometry})
+
+
+def capture_box(scene_box: Tensor, transform: Tensor, scale: float) -> Tensor:  # [2, 3] scene -> capture
+    """The box around the scene box's corners, carried back to the capture's coordinates."""
+    corners = torch.cartesian_prod(*scene_box.T)  # [8, 3]
+    capture = (corners / scale - transform[:, 3]) @ transform[:, :3]  # the inverse of a rotation is its transpose
+    return torch.stack([capture.amin(dim=0), capture.amax(dim=0)])
 
 
 class _TaggedLoader(yaml.SafeLoader):
@@ -113,7 +138,7 @@ _TaggedLoader.add_multi_constructor("tag:yaml.org,2002:python/", _plain)
 
 
 def read_config(path: Path) -> dict:
-    """The model section of a nerfstudio config.yml."""
+    """A nerfstudio config.yml, its pipeline.model section checked to be nerfacto's."""
     try:
         document = yaml.load(path.read_text(), Loader=_TaggedLoader)
     except OSError as error:
@@ -130,11 +155,13 @@ def read_config(path: Path) -> dict:
     if str(model.get("implementation", "tcnn")) != "tcnn":
         raise FieldkitError(f"{path}: a nerfacto run with implementation={model['implementation']}; fieldkit reads "
                             f"the tcnn layout (nerfstudio's default)")
-    return model
+    return document
 
 
 def model_config(model: dict, path) -> NerfactoConfig:
-    known = NerfactoConfig.__dataclass_fields__
+    """The field settings a run's model section names (nerfstudio's defaults for the rest)."""
+    known = {name: spec for name, spec in NerfactoConfig.__dataclass_fields__.items()
+             if name not in ("scene_box", "world_transform", "world_scale")}
     settings = {name: model[name] for name in known if name in model}
     for name, value in settings.items():
         if type(value) is not type(known[name].default) and not (isinstance(known[name].default, float)
@@ -181,12 +208,28 @@ def _tensor(state: dict, name: str, path) -> Tensor:
     return state[PREFIX + name].float()
 
 
+def read_dataparser_transform(run: Path) -> dict:
+    """The run's dataparser_transforms.json as config settings (none where the run has none)."""
+    path = run / "dataparser_transforms.json"
+    if not path.is_file():
+        return {}
+    try:
+        document = json.loads(path.read_text())
+        transform, scale = document["transform"], float(document["scale"])
+        matrix = torch.tensor(transform, dtype=torch.float64)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise FieldkitError(f"{path} is not a readable dataparser transform: {str(error)[:120]}") from None
+    if matrix.shape != (3, 4) or not torch.isfinite(matrix).all() or not scale > 0 or not math.isfinite(scale):
+        raise FieldkitError(f"{path}: expected a finite 3x4 'transform' and a positive 'scale'")
+    return {"world_transform": matrix.tolist(), "world_scale": scale}
+
+
 def nerfacto_field(config: NerfactoConfig, state: dict, path) -> NerfactoField:
-    aabb = _tensor(state, "aabb", path).reshape(2, 3)
+    config = dataclasses.replace(config, scene_box=_tensor(state, "aabb", path).reshape(2, 3).tolist())
     appearance = None
     if config.appearance_embed_dim and config.use_average_appearance_embedding:
         appearance = _tensor(state, APPEARANCE, path).mean(dim=0)
-    field = NerfactoField(config, aabb, appearance)
+    field = NerfactoField(config, appearance)
     if PREFIX + FUSED_BASE in state:  # NetworkWithInputEncoding: the network's parameters, then the grid's
         load_flat([field.base_mlp, field.grid], state[PREFIX + FUSED_BASE].float().reshape(-1), f"{path} mlp_base")
     else:
@@ -196,14 +239,28 @@ def nerfacto_field(config: NerfactoConfig, state: dict, path) -> NerfactoField:
     return field
 
 
+def capture_of(document: dict) -> dict:
+    """The capture a run was trained on (its dataparser's `data`), where fieldkit can read it."""
+    datamanager = document.get("pipeline", {}).get("datamanager", {})
+    data = datamanager.get("data") or datamanager.get("dataparser", {}).get("data")
+    data = Path(*data) if isinstance(data, list) else Path(str(data)) if data else None
+    if data is not None and data.is_dir() and (data / "transforms.json").is_file():
+        return {"name": data.name, "source": str(data)}
+    return {}
+
+
 def load_nerfacto(path: str | Path):
-    """A nerfacto run (its directory, config.yml or a step-*.ckpt) as a renderable field."""
+    """A nerfacto run (its directory, config.yml or a step-*.ckpt) as a renderable field, in the
+    coordinates of the capture it was trained on where the run says how (dataparser_transforms.json)."""
     config_path, checkpoint = checkpoint_paths(path)
-    model = read_config(config_path) if config_path is not None else {}
+    document = read_config(config_path) if config_path is not None else {}
+    model = document.get("pipeline", {}).get("model", {})
     config = model_config(model, config_path or checkpoint)
+    config = dataclasses.replace(config, **read_dataparser_transform(checkpoint.parent.parent))
     background = (0.0, 0.0, 0.0) if str(model.get("background_color")) == "black" else (1.0, 1.0, 1.0)
     field = nerfacto_field(config, read_state(checkpoint), checkpoint)
-    return imported_model(field, background, {"format": "nerfstudio nerfacto", "checkpoint": checkpoint.name})
+    return imported_model(field, background, {"format": "nerfstudio nerfacto", "checkpoint": checkpoint.name},
+                          capture_of(document))
 
 
 def is_nerfstudio_run(path: str | Path) -> bool:
