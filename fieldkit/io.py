@@ -88,8 +88,8 @@ def load_model_tensors(model: RadianceField, tensors: dict[str, torch.Tensor], p
 
 
 def load(path: str | Path) -> RadianceField | Splats | Mesh:
-    """Loads any fieldkit asset, a 3DGS `.ply` / web `.splat`, or a textured `.glb` / `.obj` mesh,
-    into an object with `render(cameras)`."""
+    """Loads any fieldkit asset, a 3DGS `.ply` / web `.splat`, a textured `.glb` / `.obj` mesh, or a
+    field trained by another tool (fieldkit.teachers), into an object with `render(cameras)`."""
     if is_splat_file(path):
         return load_splats(path)
     if is_mesh_file(path):
@@ -115,7 +115,8 @@ def describe(path: str | Path) -> dict:
 def imported_header(model: RadianceField) -> dict:
     """What `fieldkit info` shows of a field read from another tool's file."""
     return {"kind": "field", "architecture": model.architecture, "bounds": model.aabb.tolist(),
-            "parameters": sum(parameter.numel() for parameter in model.field.parameters()), "metrics": model.metrics}
+            "parameters": sum(parameter.numel() for parameter in model.field.parameters()), "metrics": model.metrics,
+            "dataset": model.dataset}
 
 
 def _from_tensors(tensors: dict[str, torch.Tensor], header: dict, path) -> RadianceField | Splats:

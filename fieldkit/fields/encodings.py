@@ -143,7 +143,7 @@ class HashEncoding(nn.Module):
         self.dense_levels = int(dense.sum())
         self.register_buffer("level_offsets", (torch.arange(levels) * self.table_size).int(), persistent=False)
         # the lattice as the torch reference reads it (another tool's grid sets other values,
-        # fieldkit.teachers.tcnn_grid): a level's position is x * scale + shift, its lower corner
+        # fieldkit.teachers.tcnn): a level's position is x * scale + shift, its lower corner
         # at most corner_limit, and a dense level's index wraps at its dense_rows
         self.register_buffer("scale", resolution.float(), persistent=False)
         self.shift = 0.0

@@ -58,9 +58,10 @@ class InstantNGPField(GeometryVectorField):
     architecture = "instant-ngp"
     config_class = InstantNGPConfig
 
-    def __init__(self, config: InstantNGPConfig, aabb: Tensor, where: str = "instant-ngp snapshot"):
+    def __init__(self, config: InstantNGPConfig, aabb: Tensor, where: str = "instant-ngp snapshot",
+                 held: int = 2**31):
         super().__init__(config, aabb)
-        self.grid = TcnnHashGrid.from_config(config.encoding, where)
+        self.grid = TcnnHashGrid.from_config(config.encoding, held, where)
         outputs = config.network.get("n_output_dims", 16)
         # the grid's output is padded with zeros to the density network's alignment
         self.density_mlp = TcnnMLP.from_config(config.network, self.grid.output_dim,
@@ -152,8 +153,7 @@ def _vector(value, name: str, path) -> list[float]:
 def _box(value, name: str, path) -> list[list[float]]:
     if not isinstance(value, dict):
         raise FieldkitError(f"{path}: snapshot {name} is {value!r}; expected a box with 'min' and 'max'")
-    box = [_vector(value.get("min"), f"{name}.min", path), _vector(value.get("max"), f"{name}.max", path)]
-    return box
+    return [_vector(value.get("min"), f"{name}.min", path), _vector(value.get("max"), f"{name}.max", path)]
 
 
 def snapshot_parameters(snapshot: dict, path) -> torch.Tensor:
@@ -197,8 +197,9 @@ def snapshot_field(document: dict, path) -> InstantNGPField:
     render_box = torch.stack([render_box[0].maximum(network_box[0]), render_box[1].minimum(network_box[1])])
     if not (render_box[1] > render_box[0]).all():
         render_box = network_box
-    field = InstantNGPField(config, world_box(render_box, config), str(path))
-    load_flat(field.networks(), snapshot_parameters(snapshot, path), str(path))
+    parameters = snapshot_parameters(snapshot, path)
+    field = InstantNGPField(config, world_box(render_box, config), str(path), held=parameters.numel())
+    load_flat(field.networks(), parameters, str(path))
     return field
 
 

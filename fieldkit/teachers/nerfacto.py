@@ -72,16 +72,18 @@ class NerfactoField(GeometryVectorField):
     architecture = "nerfacto"
     config_class = NerfactoConfig
 
-    def __init__(self, config: NerfactoConfig, appearance: Tensor | None = None):
+    def __init__(self, config: NerfactoConfig, appearance: Tensor | None = None, held: int = 2**31,
+                 where: str = "nerfacto checkpoint"):
         transform = torch.tensor(config.world_transform, dtype=torch.float32)  # [3, 4]
         scene_box = torch.tensor(config.scene_box, dtype=torch.float32)
         super().__init__(config, capture_box(scene_box, transform, config.world_scale))
         self.register_buffer("rotation", transform[:, :3].clone())
         self.register_buffer("translation", transform[:, 3].clone())
         self.register_buffer("scene_box", scene_box)
+        # nerfstudio's HashEncoding: per_level_scale from its min and max resolutions
         growth = math.exp((math.log(config.max_res) - math.log(config.base_res)) / max(config.num_levels - 1, 1))
-        self.grid = TcnnHashGrid(config.num_levels, config.features_per_level, config.log2_hashmap_size,
-                                 config.base_res, growth)
+        self.grid = TcnnHashGrid.checked(config.num_levels, config.features_per_level, config.log2_hashmap_size,
+                                         config.base_res, growth, held, where)
         # a tcnn.Network starts with an identity encoding, which pads its input with ones
         self.base_mlp = TcnnMLP(self.grid.output_dim, config.hidden_dim, config.num_layers - 1,
                                 1 + config.geo_feat_dim, pad_value=1.0)
@@ -119,6 +121,13 @@ def capture_box(scene_box: Tensor, transform: Tensor, scale: float) -> Tensor:  
     corners = torch.cartesian_prod(*scene_box.T)  # [8, 3]
     capture = (corners / scale - transform[:, 3]) @ transform[:, :3]  # the inverse of a rotation is its transpose
     return torch.stack([capture.amin(dim=0), capture.amax(dim=0)])
+
+
+SETTING_RANGES = {"num_levels": (1, 32), "base_res": (1, 2**16), "max_res": (1, 2**20), "log2_hashmap_size": (1, 30),
+                  "hidden_dim": (1, 1024), "hidden_dim_color": (1, 1024), "num_layers": (1, 32),
+                  "num_layers_color": (1, 32), "geo_feat_dim": (1, 256), "appearance_embed_dim": (0, 1024),
+                  "average_init_density": (1e-30, 1e30)}
+"""What a run's settings may be: beyond them a config is damaged (a grid would not fit in memory)."""
 
 
 class _TaggedLoader(yaml.SafeLoader):
@@ -164,9 +173,14 @@ def model_config(model: dict, path) -> NerfactoConfig:
              if name not in ("scene_box", "world_transform", "world_scale")}
     settings = {name: model[name] for name in known if name in model}
     for name, value in settings.items():
-        if type(value) is not type(known[name].default) and not (isinstance(known[name].default, float)
-                                                                 and isinstance(value, int)):
-            raise FieldkitError(f"{path}: model setting {name} is {value!r}, not a {type(known[name].default).__name__}")
+        default = known[name].default
+        low, high = SETTING_RANGES.get(name, (-math.inf, math.inf))
+        if (type(value) is not type(default) and not (isinstance(default, float) and type(value) is int)) or \
+                (not isinstance(value, bool) and not low <= value <= high):
+            raise FieldkitError(f"{path}: model setting {name} is {value!r}; expected a {type(default).__name__}"
+                                + (f" from {low} to {high}" if name in SETTING_RANGES else ""))
+    if settings.get("features_per_level", 2) not in (1, 2, 4, 8):
+        raise FieldkitError(f"{path}: features_per_level is {settings['features_per_level']}; tcnn allows 1, 2, 4 or 8")
     return NerfactoConfig(**settings, colour_width=settings.get("hidden_dim_color", 64))
 
 
@@ -225,12 +239,21 @@ def read_dataparser_transform(run: Path) -> dict:
 
 
 def nerfacto_field(config: NerfactoConfig, state: dict, path) -> NerfactoField:
-    config = dataclasses.replace(config, scene_box=_tensor(state, "aabb", path).reshape(2, 3).tolist())
+    box = _tensor(state, "aabb", path)
+    if box.numel() != 6 or not torch.isfinite(box).all() or not (box.reshape(2, 3)[1] > box.reshape(2, 3)[0]).all():
+        raise FieldkitError(f"{path}: the field's aabb is {box.tolist()}, not a box of 2 x 3 finite numbers")
+    config = dataclasses.replace(config, scene_box=box.reshape(2, 3).tolist())
     appearance = None
     if config.appearance_embed_dim and config.use_average_appearance_embedding:
-        appearance = _tensor(state, APPEARANCE, path).mean(dim=0)
-    field = NerfactoField(config, appearance)
-    if PREFIX + FUSED_BASE in state:  # NetworkWithInputEncoding: the network's parameters, then the grid's
+        embedding = _tensor(state, APPEARANCE, path)
+        if embedding.dim() != 2 or embedding.shape[1] != config.appearance_embed_dim or not len(embedding):
+            raise FieldkitError(f"{path}: the appearance embedding is {list(embedding.shape)}, not [images, "
+                                f"{config.appearance_embed_dim}] as the config says")
+        appearance = embedding.mean(dim=0)
+    fused = state.get(PREFIX + FUSED_BASE)
+    grid = fused if fused is not None else _tensor(state, GRID, path)
+    field = NerfactoField(config, appearance, held=grid.numel(), where=str(path))
+    if fused is not None:  # NetworkWithInputEncoding: the network's parameters, then the grid's
         load_flat([field.base_mlp, field.grid], state[PREFIX + FUSED_BASE].float().reshape(-1), f"{path} mlp_base")
     else:
         load_flat([field.grid], _tensor(state, GRID, path).reshape(-1), f"{path} mlp_base_grid")

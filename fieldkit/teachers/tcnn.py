@@ -37,11 +37,7 @@ class TcnnHashGrid(HashEncoding):
         nn.Module.__init__(self)
         self.levels, self.features_per_level = levels, features_per_level
         self.table_size, self.log2_table_size = 2**log2_table_size, log2_table_size
-        # float32 as tcnn computes it, so that cell borders fall where they fell in training
-        log2_growth = torch.tensor(per_level_scale, dtype=torch.float32).log2()
-        scale = torch.exp2(torch.arange(levels, dtype=torch.float32) * log2_growth) * base_resolution - 1.0
-        vertices = [int(math.ceil(value)) + 1 for value in scale.tolist()]
-        rows = [min(next_multiple(count**3, 8), self.table_size) for count in vertices]
+        scale, vertices, rows = self.layout(levels, log2_table_size, base_resolution, per_level_scale)
         dense = [count**3 <= self.table_size for count in vertices]
         self.dense_levels = sum(dense)
         self.register_buffer("scale", scale, persistent=False)
@@ -58,9 +54,31 @@ class TcnnHashGrid(HashEncoding):
         self.table = nn.Parameter(torch.zeros(offsets[-1], features_per_level))
         self.output_dim = levels * features_per_level
 
+    @staticmethod
+    def layout(levels: int, log2_table_size: int, base_resolution: int,
+               per_level_scale: float) -> tuple[Tensor, list[int], list[int]]:
+        """Each level's scale [L], vertices per axis and table rows, as tcnn computes them."""
+        # float32 as tcnn computes it, so that cell borders fall where they fell in training
+        log2_growth = torch.tensor(per_level_scale, dtype=torch.float32).log2()
+        scale = torch.exp2(torch.arange(levels, dtype=torch.float32) * log2_growth) * base_resolution - 1.0
+        vertices = [int(math.ceil(value)) + 1 for value in scale.tolist()]
+        return scale, vertices, [min(next_multiple(count**3, 8), 2**log2_table_size) for count in vertices]
+
     @classmethod
-    def from_config(cls, config: dict, where: str) -> "TcnnHashGrid":
-        """A grid from tcnn's encoding JSON (`otype` HashGrid, or Grid of type Hash)."""
+    def checked(cls, levels: int, features: int, log2_table_size: int, base_resolution: int, per_level_scale: float,
+                held: int, where: str) -> "TcnnHashGrid":
+        """The grid, once its parameter count is known to be at most the `held` values a file
+        holds: a damaged config must not allocate more than the file could fill."""
+        wanted = sum(cls.layout(levels, log2_table_size, base_resolution, per_level_scale)[2]) * features
+        if wanted > held:
+            raise FieldkitError(f"{where}: its hash grid config needs {wanted:,} parameters but the file holds "
+                                f"{held:,}: a damaged file")
+        return cls(levels, features, log2_table_size, base_resolution, per_level_scale)
+
+    @classmethod
+    def from_config(cls, config: dict, held: int, where: str) -> "TcnnHashGrid":
+        """A grid from tcnn's encoding JSON (`otype` HashGrid, or Grid of type Hash), for a file of
+        `held` parameters."""
         otype = str(config.get("otype", ""))
         kind = str(config.get("type", "Hash"))
         if otype.lower() not in ("hashgrid", "grid", "multiresolutionhash") or kind.lower() != "hash":
@@ -77,7 +95,7 @@ class TcnnHashGrid(HashEncoding):
         growth = config.get("per_level_scale")
         if not isinstance(growth, (int, float)) or not 1.0 <= growth <= 64.0:
             raise FieldkitError(f"{where}: per_level_scale is {growth!r}; expected a number from 1 to 64")
-        return cls(levels, features, log2_size, base, float(growth))
+        return cls.checked(levels, features, log2_size, base, float(growth), held, where)
 
     @property
     def parameter_count(self) -> int:
