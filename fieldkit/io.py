@@ -21,6 +21,7 @@ from fieldkit.gaussians import Splats, is_splat_file, load_splats
 from fieldkit.gaussians.asset import splats_from_asset
 from fieldkit.mesh import Mesh, is_mesh_file, load_mesh
 from fieldkit.radiance import RadianceField
+from fieldkit.teachers import is_teacher_file, load_teacher_file
 from fieldkit.render.occupancy import OccupancyGrid
 
 MAX_OCCUPANCY_RESOLUTION = 1024  # 1024^3 cells: 5 GB of grid; trained assets use 64 to 256
@@ -87,12 +88,14 @@ def load_model_tensors(model: RadianceField, tensors: dict[str, torch.Tensor], p
 
 
 def load(path: str | Path) -> RadianceField | Splats | Mesh:
-    """Loads any fieldkit asset, a 3DGS `.ply` / web `.splat`, or a textured `.glb` / `.obj` mesh,
-    into an object with `render(cameras)`."""
+    """Loads any fieldkit asset, a 3DGS `.ply` / web `.splat`, a textured `.glb` / `.obj` mesh, or a
+    field trained by another tool (fieldkit.teachers), into an object with `render(cameras)`."""
     if is_splat_file(path):
         return load_splats(path)
     if is_mesh_file(path):
         return load_mesh(path)
+    if is_teacher_file(path):
+        return load_teacher_file(path)
     return _from_tensors(*read_tensors(path), path)
 
 
@@ -102,9 +105,18 @@ def describe(path: str | Path) -> dict:
     raises the same error."""
     if is_splat_file(path) or is_mesh_file(path):
         return load(path).summary()
+    if is_teacher_file(path):
+        return imported_header(load_teacher_file(path))
     tensors, header = read_tensors(path)
     _from_tensors(tensors, header, path)
     return header
+
+
+def imported_header(model: RadianceField) -> dict:
+    """What `fieldkit info` shows of a field read from another tool's file."""
+    return {"kind": "field", "architecture": model.architecture, "bounds": model.aabb.tolist(),
+            "parameters": sum(parameter.numel() for parameter in model.field.parameters()), "metrics": model.metrics,
+            "dataset": model.dataset}
 
 
 def _from_tensors(tensors: dict[str, torch.Tensor], header: dict, path) -> RadianceField | Splats:

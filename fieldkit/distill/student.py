@@ -52,7 +52,8 @@ def inherit_colour_head(teacher: RadianceField, student: RadianceField) -> bool:
     if not (isinstance(teacher.field, GeometryVectorField) and isinstance(student.field, GeometryVectorField)):
         return False
     source, target = teacher.field.colour_head.state_dict(), student.field.colour_head.state_dict()
-    if any(source[name].shape != target[name].shape for name in target):
+    # an imported teacher's head (fieldkit.teachers) has other layers: nothing to inherit
+    if source.keys() != target.keys() or any(source[name].shape != target[name].shape for name in target):
         return False
     student.field.colour_head.load_state_dict(source)
     return True

@@ -30,6 +30,7 @@ from fieldkit.errors import FieldkitError
 from fieldkit.fitting import evaluate
 from fieldkit.io import load
 from fieldkit.mesh import Mesh, load_mesh, save_mesh
+from fieldkit.mesh.usdz import usd_available
 from fieldkit.mesh.config import MeshConfig
 from fieldkit.mesh.extract import extract_surface
 from fieldkit.mesh.texture import bake_texture, unwrap
@@ -40,6 +41,7 @@ from fieldkit.runs import CHECKPOINT_NAME, ResumableRun, RunDirectory, load_opti
 
 INITIAL_NAME = "initial.glb"
 OBJ_NAME = "mesh.obj"
+USDZ_NAME = "mesh.usdz"  # for USD and AR viewers, where usd-core is installed
 COARSE_TO_FINE_SPAN = 0.6
 """Texture level k of L starts learning at k / L of this fraction of the run: coarse colour first,
 detail once the geometry has settled."""
@@ -266,7 +268,10 @@ class MeshDistiller(ResumableRun):
         return self.write_results(metrics)
 
     def save_asset(self) -> None:
-        """mesh.glb (what a finished run is recognised by: written last) and mesh.obj + .mtl + PNG."""
+        """mesh.glb (what a finished run is recognised by: written last), mesh.obj + .mtl + PNG, and
+        mesh.usdz where usd-core is installed."""
         self.refined.metrics = {name: value for name, value in self.model.metrics.items() if name != "notes"}
         save_mesh(self.refined, self.run.file(OBJ_NAME))
+        if usd_available():  # the optional extra fieldkit[usd]
+            save_mesh(self.refined, self.run.file(USDZ_NAME))
         save_mesh(self.refined, self.run.file(self.asset_name))

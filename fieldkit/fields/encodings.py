@@ -142,6 +142,13 @@ class HashEncoding(nn.Module):
         # resolutions grow with the level, so the dense levels are the first ones
         self.dense_levels = int(dense.sum())
         self.register_buffer("level_offsets", (torch.arange(levels) * self.table_size).int(), persistent=False)
+        # the lattice as the torch reference reads it (another tool's grid sets other values,
+        # fieldkit.teachers.tcnn): a level's position is x * scale + shift, its lower corner
+        # at most corner_limit, and a dense level's index wraps at its dense_rows
+        self.register_buffer("scale", resolution.float(), persistent=False)
+        self.shift = 0.0
+        self.register_buffer("corner_limit", resolution.float() - 1, persistent=False)
+        self.register_buffer("dense_rows", ((resolution + 1) ** 3)[dense].int(), persistent=False)
         self.table = nn.Parameter(torch.empty(levels * self.table_size, features_per_level).uniform_(-1e-4, 1e-4))
         self.output_dim = levels * features_per_level
 
@@ -155,15 +162,15 @@ class HashEncoding(nn.Module):
         """The torch reference: the specification the native kernel is tested against, and the
         fallback where it is not built."""
         count, dense_levels = x.shape[0], self.dense_levels
-        resolution = self.resolution[:, None, None]
-        position = x[None] * resolution  # [L, N, 3]
+        position = x[None] * self.scale[:, None, None] + self.shift  # [L, N, 3]
         # a coordinate of exactly 1 belongs to the last cell, not to one past the grid
-        corner = torch.minimum(position.floor(), resolution - 1)
+        corner = torch.minimum(position.floor(), self.corner_limit[:, None, None])
         fraction = position - corner
         # per axis, the two corner coordinates times that axis' multiplier: [L, N, 3, 2]
         terms = torch.stack([corner, corner + 1], dim=-1).int() * self.multipliers[:, None, :, None]
         dense, hashed = terms[:dense_levels], terms[dense_levels:]
         dense_index = dense[:, :, 0, :, None, None] + dense[:, :, 1, None, :, None] + dense[:, :, 2, None, None, :]
+        dense_index = dense_index % self.dense_rows[:, None, None, None, None]
         hashed_index = (hashed[:, :, 0, :, None, None] ^ hashed[:, :, 1, None, :, None]
                         ^ hashed[:, :, 2, None, None, :]) & (self.table_size - 1)
         index = torch.cat([dense_index.reshape(dense_levels, count, 8), hashed_index.reshape(-1, count, 8)])

@@ -5,7 +5,8 @@ checkpoints, metrics.json); only the model, the step and the checkpoint contents
 Each step renders one whole training view and takes 3DGS's loss, (1 - w) L1 + w (1 - SSIM),
 with w = 0.2: on CPU the SSIM (an 11x11 separable blur of five maps) costs little next to the
 rasterizer. Between steps, densification changes the splat count (fieldkit.gaussians.densify).
-The run writes splats.safetensors (the fieldkit asset) and splats.ply (for other 3DGS tools).
+The run writes splats.safetensors (the fieldkit asset), splats.ply (for other 3DGS tools) and
+splats.glb (for glTF viewers).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from fieldkit.gaussians.densify import (
 )
 from fieldkit.gaussians.initialise import random_points, splats_from_points
 from fieldkit.gaussians.model import MAX_SH_DEGREE, PARAMETER_NAMES, Splats
+from fieldkit.gaussians.gltf import write_glb
 from fieldkit.gaussians.ply import read_point_cloud, write_ply
 from fieldkit.asset_file import read_tensors, write_tensors
 from fieldkit.metrics import structural_similarity
@@ -42,6 +44,7 @@ from fieldkit.runs import CHECKPOINT_NAME, RunDirectory, load_optimizer_tensors,
 
 ASSET_NAME = "splats.safetensors"
 PLY_NAME = "splats.ply"
+GLB_NAME = "splats.glb"  # glTF viewers' splats (KHR_gaussian_splatting), or points where unsupported
 # 3DGS's scene extent: the radius of the camera centres around their mean, plus 10%
 EXTENT_MARGIN = 1.1
 
@@ -200,4 +203,5 @@ class SplatTrainer(PhotoRun):
     def save_asset(self) -> None:
         # the .ply first: a run counts as finished once the asset and metrics.json exist
         write_ply(self.model, self.run.file(PLY_NAME))
+        write_glb(self.model, self.run.file(GLB_NAME))
         save_splats_asset(self.model, self.run.file(ASSET_NAME))

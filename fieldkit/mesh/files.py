@@ -1,4 +1,5 @@
-"""Meshes to and from `.glb` (texture embedded) and `.obj` (+ `.mtl` + PNG), through trimesh.
+"""Meshes to and from `.glb` (texture embedded) and `.obj` (+ `.mtl` + PNG), through trimesh, and to
+`.usdz` through usd-core (fieldkit.mesh.usdz).
 
 A file holds one textured primitive. Reading checks what fieldkit needs before building the
 model, so a damaged or unsuitable file gives one error line: no triangles, several primitives,
@@ -21,6 +22,7 @@ from PIL import Image
 from fieldkit.atomic import write_bytes
 from fieldkit.errors import FieldkitError
 from fieldkit.mesh.model import Mesh
+from fieldkit.mesh.usdz import write_usdz
 
 MESH_SUFFIXES = (".glb", ".obj")
 MAX_TEXTURE_SIZE = 8192
@@ -67,14 +69,20 @@ def to_trimesh(mesh: Mesh, pbr: bool, name: str = "texture") -> trimesh.Trimesh:
 
 
 def save_mesh(mesh: Mesh, path: str | Path) -> list[Path]:
-    """Writes `path` (.glb or .obj; an .obj gets its .mtl and PNG beside it) -> the files written."""
+    """Writes `path` (.glb, .obj, whose .mtl and PNG go beside it, or .usdz where usd-core is
+    installed) -> the files written."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".glb":
         write_bytes(path, trimesh.exchange.gltf.export_glb(trimesh.Scene(to_trimesh(mesh, pbr=True))))
         return [path]
+    if suffix == ".usdz":
+        png = io.BytesIO()
+        _texture_image(mesh).save(png, format="PNG")
+        write_usdz(mesh, path, png.getvalue())
+        return [path]
     if suffix != ".obj":
-        raise FieldkitError(f"cannot write a mesh to {path} (use one of: {', '.join(MESH_SUFFIXES)})")
+        raise FieldkitError(f"cannot write a mesh to {path} (use one of: {', '.join(MESH_SUFFIXES)}, .usdz)")
     text, files = trimesh.exchange.obj.export_obj(to_trimesh(mesh, pbr=False, name=path.stem), include_texture=True,
                                                   return_texture=True, mtl_name=f"{path.stem}.mtl",
                                                   include_normals=False)
