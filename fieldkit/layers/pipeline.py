@@ -17,11 +17,10 @@ from fieldkit.gaussians.files import load_splats
 from fieldkit.gaussians.model import Splats
 from fieldkit.gaussians.trainer import PLY_NAME
 from fieldkit.generate.api import make_run
-from fieldkit.generate.commands import prompt_directory
 from fieldkit.generate.config import GenerateConfig
 from fieldkit.guidance.prior import Prior
 from fieldkit.layers.manifest import MANIFEST_NAME, Layer, LayeredAsset, centred_layers, write_layered
-from fieldkit.layers.prompts import LayerPrompt, composite_prompt, parse_layer
+from fieldkit.layers.prompts import composite_prompt, layer_name, parse_layer
 from fieldkit.layers.training import LayerGeneration
 from fieldkit.rendering import distinct_names
 from fieldkit.runs import METRICS_NAME, RunDirectory
@@ -46,7 +45,7 @@ def generate_layers(base: str, layer_texts: list[str], out: str | Path, config: 
         raise FieldkitError("layers are splats: drop --rep field (or use --rep gaussians) with --layer")
     base = prior.normalise_prompt(base)
     layers = [parse_layer(text) for text in layer_texts]
-    names = distinct_names([prompt_directory(base)] + [layer.name for layer in layers])
+    names = distinct_names([layer_name(base)] + [layer.name for layer in layers])
     for index in range(len(layers)):  # every prompt the run will need, checked before any file is written
         prior.normalise_prompt(composite_prompt(base, layers[:index + 1]))
         prior.normalise_prompt(layers[index].own)

@@ -32,7 +32,12 @@ def parse_layer(text: str) -> LayerPrompt:
     own = text[:match.start()].strip() if match else text.strip()
     if not own:
         raise FieldkitError(f"the layer prompt {text!r} names no object; e.g. --layer \"a blue sphere on top\"")
-    return LayerPrompt(text.strip(), own, ON_TOP if match else None, prompt_directory(own))
+    return LayerPrompt(text.strip(), own, ON_TOP if match else None, layer_name(own))
+
+
+def layer_name(prompt: str) -> str:
+    """A file-system-safe name without articles: "a blue sphere" -> "blue_sphere"."""
+    return prompt_directory(re.sub(r"\b(a|an|the)\b", " ", prompt, flags=re.IGNORECASE))
 
 
 def composite_prompt(base: str, layers: list[LayerPrompt]) -> str:

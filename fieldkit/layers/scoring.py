@@ -5,7 +5,7 @@
   framed on the layer as the evaluator's training views frame an object. Beside every view goes
   how much of the layer the *other* layers hide there (1 - the layer's visible weight in the
   composite over its alpha alone); the views where more than HIDDEN of it is hidden are scored
-  apart (a sphere on a cube loses about a fifth of itself to the cube at elevation 0).
+  apart (a sphere on a cube loses 5-8% of itself to the cube at elevations 0-20).
 - What no composite view shows at all (a top layer's underside) is checked by geometry: the layer's
   silhouette IoU against its own shape from below (elevations -60 to -20).
 - The composite, scored piece by piece: from each view of the turntable, the composite's own
@@ -35,7 +35,7 @@ LAYER_ELEVATIONS = (0.0, 20.0, 40.0)
 BELOW_ELEVATIONS = (-60.0, -40.0, -20.0)
 AZIMUTHS = 8
 RESOLUTION = 64
-HIDDEN = 0.15
+HIDDEN = 0.05
 """A view hides a layer when the other layers cover more than this fraction of it."""
 WHITE = torch.ones(3)
 

@@ -10,9 +10,8 @@ import torch
 
 from fieldkit.gaussians.initialise import splats_from_points
 from fieldkit.gaussians.model import Splats
-from fieldkit.generate.commands import prompt_directory
 from fieldkit.layers.manifest import Layer, LayeredAsset, centred_layers
-from fieldkit.layers.prompts import ON_TOP
+from fieldkit.layers.prompts import ON_TOP, layer_name
 from fieldkit.scenes.objects import Piece, object_scene
 from fieldkit.scenes.tracer import Scene, shade, surface_normals
 
@@ -20,6 +19,8 @@ CANDIDATES = 60000
 SURFACE_TOLERANCE = 0.004
 PROJECTION_STEPS = 4
 OPACITY = 0.95
+FLATNESS = 2.3
+"""A disc's thickness is its radius over e^FLATNESS (a tenth)."""
 
 
 def surface_points(scene: Scene, count: int, generator: torch.Generator) -> torch.Tensor:  # -> [N, 3]
@@ -35,10 +36,23 @@ def piece_splats(pieces: list[Piece], count: int, seed: int = 0) -> list[Splats]
     """Splats on each piece of the stack `pieces` builds (in its world), coloured as seen head-on."""
     scene = object_scene(pieces)
     points = surface_points(scene, count, torch.Generator().manual_seed(seed))
-    colours = shade(scene, points, -surface_normals(scene, points))
+    normals = surface_normals(scene, points)
+    colours = shade(scene, points, -normals)
     owner = scene.nearest_part(points)
-    return [splats_from_points(points[owner == index], colours[owner == index], OPACITY, 0, torch.ones(3))
-            for index in range(len(pieces))]
+    return [flattened(splats_from_points(points[owner == index], colours[owner == index], OPACITY, 0, torch.ones(3)),
+                      normals[owner == index]) for index in range(len(pieces))]
+
+
+@torch.no_grad()
+def flattened(splats: Splats, normals: torch.Tensor) -> Splats:
+    """Splats made discs in the surface's plane: round splats on a face stick out of it by their
+    radius and hide what stands on the face."""
+    z = normals[:, 2:3]
+    quaternions = torch.cat([1 + z, -normals[:, 1:2], normals[:, 0:1], torch.zeros_like(z)], dim=1)  # z axis -> normal
+    quaternions[z[:, 0] < -0.999] = torch.tensor([0.0, 1.0, 0.0, 0.0])
+    splats.quaternions.copy_(torch.nn.functional.normalize(quaternions, dim=1))
+    splats.log_scales[:, 2] -= FLATNESS
+    return splats
 
 
 def truth_layers(prompts: list[str], count: int = 6000, seed: int = 0) -> LayeredAsset:
@@ -51,7 +65,7 @@ def truth_layers(prompts: list[str], count: int = 6000, seed: int = 0) -> Layere
     if len(pieces) > 1:
         pieces = [Piece(piece.shape, piece.colour, scale) for piece, scale in zip(pieces, STACK_SCALES)]
     parts = piece_splats(pieces, count, seed)
-    layers = [Layer(prompt_directory(prompt), prompt, part, placement=None if index == 0 else ON_TOP)
+    layers = [Layer(layer_name(prompt), prompt, part, placement=None if index == 0 else ON_TOP)
               for index, (prompt, part) in enumerate(zip(prompts, parts))]
     on_top = [parse_layer(f"{prompt} on top") for prompt in prompts[1:]]
     return centred_layers(layers, composite_prompt(prompts[0], on_top) if on_top else prompts[0])
