@@ -151,3 +151,21 @@ def test_bad_input_is_one_line(stack_directory, tmp_path, capsys, argv, message)
     error = capsys.readouterr().err.strip()
     assert message in error and len(error.splitlines()) == 1, error
     assert not (tmp_path / "c").exists() and not (tmp_path / "g").exists()
+
+
+def test_the_viewer_shows_each_layer_in_place_with_a_toggle(stack, stack_directory):
+    from fieldkit.viewer.app import Viewer
+    from fieldkit.viewer.assets import open_assets
+
+    assets = open_assets(stack_directory)
+    assert [asset.name for asset in assets] == ["red_cube", "blue_sphere"]
+    assert all(asset.layer_of == stack_directory.name for asset in assets)
+    translations = torch.tensor([layer.translation for layer in stack.layers])
+    assert torch.allclose(torch.stack([asset.offset for asset in assets]), translations)
+    viewer = Viewer(assets, port=0)
+    try:  # the layers stay in place, not spread side by side as compared assets are
+        assert torch.allclose(torch.stack([asset.offset for asset in viewer.scene.assets]), translations)
+        assert all(viewer.native[index].visible for index in range(2))
+    finally:
+        viewer.close()
+    assert [asset.name for asset in open_assets(stack_directory, "blue_sphere")] == ["blue_sphere"]
