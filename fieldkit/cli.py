@@ -12,6 +12,7 @@ from fieldkit.batch.commands import add_verbs as add_batch_verb
 from fieldkit.errors import FieldkitError
 from fieldkit.options import OneLineParser, add_dataclass_options, dataclass_from_args, number
 from fieldkit.generate.commands import add_verbs as add_generate_verb
+from fieldkit.layers.commands import add_verbs as add_layer_verbs
 from fieldkit.prior.commands import add_verbs as add_prior_verbs
 from fieldkit.viewer.commands import add_live_options, check_live_address, live_view
 from fieldkit.viewer.commands import add_verbs as add_view_verb
@@ -236,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_view_verb(verbs)  # view
     add_prior_verbs(verbs)  # prior train|sample|export, eval-prompt
     add_batch_verb(verbs)  # batch
+    add_layer_verbs(verbs)  # generate --layer, render of layers, decompose, compose
     parser.set_defaults(parser=parser)  # what batch checks its jobs' command lines with
     return parser
 

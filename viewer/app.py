@@ -51,6 +51,7 @@ class Viewer:
         self.native = {index: self._add_native(index) for index in range(len(self.scene.assets))}
         self.info_panels = add_asset_panels(self.server.gui, self.scene.assets)
         add_render_panel(self.server.gui, self.scene, self.refresh, self._overlay_toggles())
+        self._add_layer_toggles()
         add_export_panel(self.server.gui, self.scene)
         self._aim_initial_camera()
         self._label_comparison()
@@ -114,6 +115,16 @@ class Viewer:
         if isinstance(asset.model, trimesh.Trimesh):
             return add_mesh(self.server.scene, f"/assets/{index}", asset.model, asset.offset)
         return None
+
+    def _add_layer_toggles(self) -> None:
+        """A checkbox a layer (of a layered asset) that shows or hides it."""
+        layers = [index for index, asset in enumerate(self.scene.assets) if asset.layer_of is not None]
+        if not layers:
+            return
+        with self.server.gui.add_folder("Layers"):
+            for index in layers:
+                checkbox = self.server.gui.add_checkbox(self.scene.assets[index].name, True)
+                checkbox.on_update(lambda event, index=index: setattr(self.native[index], "visible", event.target.value))
 
     def _overlay_toggles(self) -> dict:
         """Checkboxes of the render panel: each shows or hides a group of scene objects, built

@@ -36,6 +36,8 @@ class ViewAsset:
     info: dict = field(default_factory=dict)  # shown in the asset panel
     dataset: dict = field(default_factory=dict)  # where the training cameras come from
     offset: torch.Tensor = field(default_factory=lambda: torch.zeros(3))  # [3] where a comparison places it
+    layer_of: str | None = None
+    """the layered asset this is a layer of: it keeps its place there, and the panel can hide it"""
 
     def __post_init__(self):
         if not isinstance(self.model, (Splats, trimesh.Trimesh, Renderable)):
@@ -71,6 +73,23 @@ def open_asset(path: str | Path) -> ViewAsset:
     model = load(path)
     info = {"file": path.name, "size": _megabytes(path)} | _model_info(model)
     return ViewAsset(path.name, model, model.aabb.detach().cpu(), info, dict(model.dataset))
+
+
+def open_assets(path: str | Path, layer: str | None = None) -> list[ViewAsset]:
+    """The assets a path stands for: one, or each layer of a layered asset placed where it belongs
+    (only `layer`, when named)."""
+    from fieldkit.layers.manifest import is_layered, read_layered
+
+    if not is_layered(path):
+        if layer is not None:
+            raise FieldkitError(f"--layer needs a layered asset (a directory with layers.json); {path} is not one")
+        return [open_asset(path)]
+    layered = read_layered(path)
+    chosen = [layered.layer(layer)] if layer is not None else layered.layers
+    title = Path(path).name if Path(path).is_dir() else Path(path).parent.name
+    return [ViewAsset(each.name, each.splats, each.splats.aabb.cpu(),
+                      {"layer of": title, "prompt": each.prompt or "-"} | _model_info(each.splats),
+                      offset=torch.tensor(each.translation), layer_of=title) for each in chosen]
 
 
 def model_asset(name: str, model: Renderable) -> ViewAsset:

@@ -27,11 +27,11 @@ class PortOption(argparse.Action):
 
 def cmd_view(args) -> int:
     from .app import Viewer
-    from .assets import open_asset
+    from .assets import open_assets
     from .serving import check_address
 
     check_address(args.host, args.port)  # before the assets load: a bad address is an error at once
-    assets = [open_asset(path) for path in args.paths]
+    assets = [asset for path in args.paths for asset in open_assets(path, args.layer)]
     viewer = Viewer(assets, args.host, args.port, title=" | ".join(asset.name for asset in assets))
     print(f"fieldkit view: open {viewer.url} in a browser (Ctrl-C stops)", flush=True)
     try:
@@ -73,6 +73,9 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
                             description="Serves a viewer for fields, splats (.ply, splat assets), meshes "
                                         "(.glb, .obj) or run directories, and prints the URL to open.")
     view.add_argument("paths", nargs="+", metavar="PATH", help="an asset, a 3DGS .ply, a .glb/.obj mesh or a run directory")
+    view.add_argument("--layer", default=None, metavar="NAME",
+                      help="of a layered asset (a directory with layers.json): show only this layer (default: every "
+                           "layer in place, each with a checkbox that shows or hides it)")
     view.add_argument("--host", default=DEFAULT_HOST,
                       help=f"address to bind (default: {DEFAULT_HOST}, this machine only; 0.0.0.0 opens it to the network)")
     view.add_argument("--port", action=PortOption, default=None, help=f"port ({PORT_HELP})")

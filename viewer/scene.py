@@ -82,8 +82,9 @@ class ViewScene:
 
 
 def place_side_by_side(assets: list[ViewAsset]) -> list[ViewAsset]:
-    """Centres every asset on the first one's centre, then spreads them along x with a gap."""
-    if len(assets) < 2:
+    """Centres every asset on the first one's centre, then spreads them along x with a gap. Layers
+    of a layered asset stay where it places them."""
+    if len(assets) < 2 or any(asset.layer_of is not None for asset in assets):
         return assets
     widths = [float(asset.aabb[1, 0] - asset.aabb[0, 0]) for asset in assets]
     gap = GAP * max(widths)

@@ -1,0 +1,28 @@
+"""A picture of a layered asset: each layer apart, then all together, from the same direction."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from fieldkit.images import write_png
+from fieldkit.layers.frames import frame_of
+from fieldkit.layers.manifest import LayeredAsset
+from fieldkit.layers.scoring import ring
+
+ELEVATION = 25.0
+AZIMUTH_STEPS = 8
+"""Views per turn of the ring; the picture shows the second (45 degrees round from the front)."""
+
+
+@torch.no_grad()
+def layer_images(asset: LayeredAsset, resolution: int) -> list[torch.Tensor]:
+    """[H, W, 3] images: each layer alone where it sits, then the composite, all framed on the composite."""
+    composite = asset.composite()
+    camera = ring(frame_of(composite), (ELEVATION,), AZIMUTH_STEPS, resolution)[1]
+    parts = [layer.placed() for layer in asset.layers] + [composite]
+    return [part.render(camera, background=torch.ones(3)).rgb[0].clamp(0, 1) for part in parts]
+
+
+def write_picture(asset: LayeredAsset, path: str | Path, resolution: int = 128) -> None:
+    write_png(path, torch.cat(layer_images(asset, resolution), dim=1))  # [H, (L + 1) * W, 3]
