@@ -5,7 +5,8 @@ from its configs: real compute, no download).
 
     python bench/generate.py [--prior DIR] [--reps gaussians field] [--guidances sds bsd bsd-auto vsd]
                              [--prompts N | --one-per-shape] [--baseline] [--steps N] [--guidance-scale S]
-                             [--sd-steps N] [--skip-sd] [--shard K/N] [--device cpu] [--out bench/results/generate.json]
+                             [--sd-steps N] [--skip-sd] [--seeds 0 1 2] [--workers N] [--runs DIR]
+                             [--section NAME] [--device cpu] [--out bench/results/generate.json]
 
 Every run uses `fieldkit generate`'s defaults unless an option overrides them. Geometry
 (`fieldkit.generate.geometry`): silhouette IoU, depth error, stray coverage and colour distance
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 from dataclasses import replace
@@ -28,36 +30,49 @@ from pathlib import Path
 import torch
 
 from fieldkit.atomic import write_text
+from fieldkit.batch import Job, run_batch
 from fieldkit.generate.api import generate
+from fieldkit.generate.commands import prompt_directory
 from fieldkit.generate.config import GUIDANCES, REPRESENTATIONS, GenerateConfig
 from fieldkit.guidance.prior import Prior, load_prior
 from fieldkit.prior.vocabulary import single_prompts
 from provenance import measured
 
 
-def quality_rows(prior: Prior, reps: list[str], guidances: list[str], prompts: list[str], config: GenerateConfig,
-                 on_row=None) -> list[dict]:
-    """One run per (representation, guidance, prompt); `on_row(rows)` after each, so a long sweep
-    that is stopped keeps what it measured."""
+def quality_rows(prior: Prior, prior_path: str | None, reps: list[str], guidances: list[str], prompts: list[str],
+                 seeds: list[int], config: GenerateConfig, workers: int, folder: Path) -> list[dict]:
+    """One run per (representation, guidance, prompt, seed). The trained runs are `fieldkit generate`
+    jobs of one `fieldkit batch` in `folder` (Ray with `workers` at once, or one by one), so a stopped
+    sweep rerun with the same folder only runs what did not finish; the initial ball's rows are
+    measured here, since no verb writes an asset that took no step."""
+    trained = [guidance for guidance in guidances if guidance != INITIAL]
+    jobs = {job_name(rep, guidance, prompt, seed): (rep, guidance, prompt, seed)
+            for rep in reps for guidance in trained for prompt in prompts for seed in seeds}
+    options = [*(["--prior", prior_path] if prior_path else []),
+               *(["--steps", str(config.steps)] if config.steps else []),
+               *(["--guidance-scale", str(config.guidance_scale)] if config.guidance_scale else [])]
+    batch = run_batch([Job(name, ("generate", prompt, "--rep", rep, "--guidance", guidance, "--seed", str(seed),
+                                  *options, "--out", str(folder / name)))
+                       for name, (rep, guidance, prompt, seed) in jobs.items()], folder, workers)
     rows = []
-    for rep in reps:
-        for guidance in guidances:
+    for name, outcome in batch.outcomes.items():
+        if name in jobs and outcome.status == "done" and outcome.metrics:
+            rows.append(outcome.metrics | {"wall_seconds": outcome.seconds, "measured": measured(),
+                                           "workers": workers, "load": list(os.getloadavg())})
+        elif name in jobs:
+            print(f"{name}: {outcome.status} {outcome.error or ''}")
+    if INITIAL in guidances:
+        for rep in reps:
             for prompt in prompts:
-                with tempfile.TemporaryDirectory() as out:
-                    started = time.perf_counter()
-                    if guidance == INITIAL:
-                        metrics = initial_metrics(prompt, out, replace(config, rep=rep), prior)
-                    else:
-                        metrics = generate(prompt, out, replace(config, rep=rep, guidance=guidance), prior)
-                    rows.append(metrics | {"wall_seconds": time.perf_counter() - started, "measured": measured(),
-                                           "load": list(os.getloadavg())})
-                geometry = metrics.get("geometry") or {}
-                print(f"{rep:<10} {guidance:<8} {prompt:<18} iou {_figure(geometry.get('iou'))} stray "
-                      f"{_figure(geometry.get('stray'))} fidelity {metrics['fidelity']}  "
-                      f"{rows[-1]['wall_seconds']:.0f} s (load {rows[-1]['load'][0]:.1f})", flush=True)
-                if on_row is not None:
-                    on_row(rows)
+                for seed in seeds:
+                    with tempfile.TemporaryDirectory() as out:
+                        rows.append(initial_metrics(prompt, out, replace(config, rep=rep, seed=seed), prior)
+                                    | {"wall_seconds": 0.0, "measured": measured(), "load": list(os.getloadavg())})
     return rows
+
+
+def job_name(rep: str, guidance: str, prompt: str, seed: int) -> str:
+    return f"{rep}-{guidance}-seed{seed}-{prompt_directory(prompt)}"
 
 
 INITIAL = "initial"
@@ -83,12 +98,6 @@ def one_per_shape(prompts: list[str]) -> list[str]:
     return [f"a {colour} {shape}" for shape, colour in zip(SHAPES, COLOURS)]
 
 
-def sharded(prompts: list[str], shard: str) -> list[str]:
-    """Every N-th prompt from the K-th, for `--shard K/N` (parallel sweeps, one process per core)."""
-    index, count = (int(part) for part in shard.split("/"))
-    return prompts[index::count]
-
-
 def summary(rows: list[dict]) -> list[dict]:
     """Means per (representation, guidance), measured when its latest run was."""
     groups: dict[tuple[str, str], list[dict]] = {}
@@ -102,7 +111,7 @@ def summary(rows: list[dict]) -> list[dict]:
     def geometry(group, name):
         return mean((row.get("geometry") or {}).get(name) for row in group)
 
-    return [{"rep": rep, "guidance": guidance, "prompts": len(group), "guidance_scale": group[0]["guidance_scale"],
+    return [{"rep": rep, "guidance": guidance, "prompts": len({row["prompt"] for row in group}), "guidance_scale": group[0]["guidance_scale"],
              "steps": group[0]["steps"], "wall_seconds": mean(row["wall_seconds"] for row in group),
              "max_wall_seconds": max(row["wall_seconds"] for row in group),
              "iou": geometry(group, "iou"), "min_iou": min(((row.get("geometry") or {}).get("iou", 1.0)
@@ -112,8 +121,26 @@ def summary(rows: list[dict]) -> list[dict]:
              "fidelity": mean(row["fidelity"] for row in group), "shape": mean(row["fidelity_shape"] for row in group),
              "colour": mean(row["fidelity_colour"] for row in group),
              "saturation": mean(row["saturation"] for row in group),
+             "seeds": len({row["seed"] for row in group}),
+             "iou_interval": seed_interval(group, lambda row: (row.get("geometry") or {}).get("iou")),
+             "fidelity_interval": seed_interval(group, lambda row: row["fidelity"]),
              "measured": max((row["measured"] for row in group if "measured" in row), key=lambda entry: entry["date"],
                              default=None)} for (rep, guidance), group in groups.items()]
+
+
+def seed_interval(group: list[dict], figure) -> float | None:
+    """Half-width of the 95% t-interval of the sweep's mean over its seeds (each seed's mean over
+    the prompts is one sample), or None with one seed."""
+    from scipy.stats import t
+
+    per_seed: dict[int, list[float]] = {}
+    for row in group:
+        if figure(row) is not None:
+            per_seed.setdefault(row["seed"], []).append(figure(row))
+    means = [sum(values) / len(values) for values in per_seed.values()]
+    if len(means) < 2:
+        return None
+    return float(t.ppf(0.975, len(means) - 1) * statistics.stdev(means) / len(means) ** 0.5)
 
 
 def _figure(value, digits: int = 3) -> str:
@@ -121,12 +148,13 @@ def _figure(value, digits: int = 3) -> str:
 
 
 def print_table(groups: list[dict]) -> None:
-    print(f"{'rep':<10} {'guidance':<8} {'prompts':>7} {'steps':>5} {'CFG':>5} {'seconds':>8} {'IoU':>6} "
+    print(f"{'rep':<10} {'guidance':<8} {'prompts':>7} {'steps':>5} {'CFG':>5} {'seconds':>8} {'IoU':>6} {'±':>5} "
           f"{'stray':>6} {'depth':>6} {'colour':>6} {'fidelity':>8} {'saturation':>10}")
     for g in groups:
         scale = "-" if g["guidance_scale"] is None else f"{g['guidance_scale']:g}"
         print(f"{g['rep']:<10} {g['guidance']:<8} {g['prompts']:>7} {g['steps']:>5} {scale:>5} "
-              f"{_figure(g['wall_seconds'], 0):>8} {_figure(g.get('iou')):>6} {_figure(g.get('stray')):>6} "
+              f"{_figure(g['wall_seconds'], 0):>8} {_figure(g.get('iou')):>6} "
+              f"{_figure(g.get('iou_interval')):>5} {_figure(g.get('stray')):>6} "
               f"{_figure(g.get('depth_error')):>6} {_figure(g.get('colour_distance')):>6} "
               f"{_figure(g['fidelity']):>8} {_figure(g['saturation']):>10}")
 
@@ -204,44 +232,35 @@ def main() -> None:
     parser.add_argument("--sd-guidances", nargs="+", default=["sds"], choices=GUIDANCES)
     parser.add_argument("--skip-sd", action="store_true", help="leave out the SD-2.1-size timing")
     parser.add_argument("--skip-quality", action="store_true", help="only the SD-2.1-size timing")
-    parser.add_argument("--shard", default="0/1", help="K/N: only every N-th prompt from the K-th (default: all)")
-    parser.add_argument("--merge", nargs="+", metavar="JSON", help="combine the runs of shard results and print the table")
-    parser.add_argument("--section", help="with --merge: store the merged runs as this section of --out, keeping the "
-                                          "file's other sections (each section keeps its own `measured`)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of every run (intervals need 2+)")
+    parser.add_argument("--workers", type=int, default=1, help="runs at once, as `fieldkit batch` jobs on Ray")
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="the batch's directory (default: a new temporary one); rerun with it to finish a stopped "
+                             "sweep")
+    parser.add_argument("--section", help="store the runs as this section of --out, keeping the file's other "
+                                          "sections (each section keeps its own `measured`)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "generate.json"))
     args = parser.parse_args()
 
     results = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                            "torch": torch.__version__, "threads": torch.get_num_threads()}, "measured": measured()}
-    if args.merge:
-        parts = [json.loads(Path(path).read_text()) for path in args.merge]
-        rows = [row for part in parts for row in part["runs"]]
-        results = parts[0] | {"measured": measured(), "runs": rows, "summary": summary(rows), "merged_from": args.merge}
-        print_table(results["summary"])
-        if args.section:
-            kept = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
-            section = {name: results[name] for name in ("machine", "measured", "prior", "runs", "summary",
-                                                        "merged_from")}
-            results = kept | {args.section: section}
-        write_text(args.out, json.dumps(results, indent=2))
-        print(f"wrote {args.out}")
-        return
     if not args.skip_quality:
         prior = load_prior(args.prior, args.device)
         prompts = args.only or (one_per_shape(single_prompts()) if args.one_per_shape else
                                 single_prompts()[:args.prompts or None])
-        prompts = sharded(prompts, args.shard)
         config = GenerateConfig(steps=args.steps or None, guidance_scale=args.guidance_scale or None)
 
-        def save_partial(rows: list[dict]) -> None:
-            write_text(args.out, json.dumps(results | {"prior": prior.source, "runs": rows, "summary": summary(rows)},
-                                            indent=2))
-
         guidances = ([INITIAL] if args.baseline else []) + args.guidances
-        rows = quality_rows(prior, args.reps, guidances, prompts, config, save_partial)
-        results |= {"prior": prior.source, "runs": rows, "summary": summary(rows)}
+        folder = args.runs or Path(tempfile.mkdtemp(prefix="fieldkit-bench-generate-"))
+        started = time.perf_counter()
+        rows = quality_rows(prior, args.prior, args.reps, guidances, prompts, args.seeds, config, args.workers, folder)
+        results |= {"prior": prior.source, "runs": rows, "summary": summary(rows), "workers": args.workers,
+                    "sweep_wall_seconds": time.perf_counter() - started}
         print_table(results["summary"])
+        if args.section:
+            kept = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+            results = kept | {args.section: results}
     if not args.skip_sd:
         results["sd21_base_step"] = [sd_step_seconds(args.device, guidance, args.sd_steps)
                                      for guidance in args.sd_guidances]
