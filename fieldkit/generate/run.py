@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from fieldkit.devices import make_generator
 from fieldkit.errors import FieldkitError
 from fieldkit.generate.config import GenerateConfig
 from fieldkit.generate.outputs import (
@@ -62,7 +63,7 @@ class GenerationRun(ResumableRun):
         self.steps = config.total_steps
         self.resuming = self.run.claim({"prompt": self.prompt, "prior": prior.source, "config": asdict(config)})
         torch.manual_seed(config.seed)  # parameter initialisation, the LoRA's included
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.generator = make_generator(config.seed, prior.device)  # views, noise and timesteps are drawn there
         self.prompts = PromptProcessor.build(prior, self.prompt, config.negative_prompt, config.view_prompts,
                                              config.perp_neg)
         self.schedule = config.timestep_schedule()

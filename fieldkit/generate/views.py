@@ -27,12 +27,13 @@ class Views:
 
 def random_views(count: int, resolution: int, random_background: float, generator: torch.Generator) -> Views:
     """`count` random views; each is on a random colour with probability `random_background`, else white."""
-    azimuth = torch.rand(count, generator=generator) * 360 - 180
+    device = generator.device  # the views are made where the generator draws, the model's device
+    azimuth = torch.rand(count, generator=generator, device=device) * 360 - 180
     low, high = ELEVATION_DEGREES
-    elevation = low + torch.rand(count, generator=generator) * (high - low)
-    colours = torch.rand(count, 3, generator=generator)
-    on_colour = torch.rand(count, generator=generator) < random_background
-    background = torch.where(on_colour[:, None], colours, torch.tensor(WHITE))
+    elevation = low + torch.rand(count, generator=generator, device=device) * (high - low)
+    colours = torch.rand(count, 3, generator=generator, device=device)
+    on_colour = torch.rand(count, generator=generator, device=device) < random_background
+    background = torch.where(on_colour[:, None], colours, torch.tensor(WHITE, device=device))
     return Views(orbit_cameras(azimuth, elevation, CAMERA_DISTANCE, resolution), azimuth, elevation, background)
 
 

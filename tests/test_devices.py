@@ -1,0 +1,114 @@
+"""`--device` and the device guard: every verb's small case keeps each tensor it creates on the
+model's device (tests/device_guard.py explains how that shows on a CPU-only machine), and the
+guard itself catches a stray `torch.zeros(...)` in a step.
+
+FIELDKIT_TEST_DEVICE=cuda runs the same cases with `--device cuda` on a GPU machine, where a mix
+fails in torch itself."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from device_guard import keeps_to_model_device
+from fieldkit.cli import main
+from fieldkit.devices import device_name, make_generator, resolve_device
+from fieldkit.errors import FieldkitError
+
+DEVICE = os.environ.get("FIELDKIT_TEST_DEVICE", "cpu")
+TEST_FILE = (Path(__file__).resolve(),)
+
+
+# -- the guard catches what it is for ------------------------------------------------------
+
+def test_the_guard_catches_a_stray_tensor_meeting_the_models():
+    weights = torch.nn.Parameter(torch.ones(4))
+    with pytest.raises(AssertionError, match=r"test_devices.py:\d+.*made at .*test_devices.py"):
+        with keeps_to_model_device(TEST_FILE):
+            (weights + torch.zeros(4)).sum()
+
+
+def test_the_guard_follows_a_stray_tensor_through_ops_and_lets_moves_and_scalars_pass():
+    weights = torch.nn.Parameter(torch.ones(4))
+    with keeps_to_model_device(TEST_FILE):
+        (weights * torch.tensor(2.0) + torch.zeros(4).to(weights) + torch.ones(4, device=weights.device)).sum()
+        torch.zeros(3).cumsum(0).tolist()  # default-device work that never meets the model is no mix
+    with pytest.raises(AssertionError, match="left on the default device"):
+        with keeps_to_model_device(TEST_FILE):
+            weights - torch.linspace(0, 1, 4).exp()[None].expand(2, 4)
+
+
+def test_the_guard_catches_draws_from_a_generator_made_without_a_device():
+    with pytest.raises(AssertionError, match="generator made without device="):
+        with keeps_to_model_device(TEST_FILE):
+            torch.rand(3, generator=torch.Generator().manual_seed(0), device="cpu")
+    with pytest.raises(AssertionError, match="default-device tensor"):
+        with keeps_to_model_device(TEST_FILE):
+            torch.rand(3, generator=make_generator(0, "cpu"))
+    with keeps_to_model_device(TEST_FILE):
+        torch.rand(3, generator=make_generator(0, "cpu"), device="cpu")
+
+
+def test_the_guard_catches_a_stray_zeros_injected_into_a_generation_step(prior_directory, tmp_path, monkeypatch):
+    from fieldkit.generate import run as generation
+
+    def stray_background(*args):
+        views = random_views(*args)
+        views.background = torch.zeros(len(views.cameras), 3)  # the bug the guard is for
+        return views
+
+    random_views = generation.random_views
+    monkeypatch.setattr(generation, "random_views", stray_background)
+    with pytest.raises(AssertionError, match=r"shading.py:\d+.*made at .*test_devices.py"):
+        with keeps_to_model_device((*TEST_FILE, Path(generation.__file__).parent)):
+            assert _generate(prior_directory, tmp_path, "gaussians") == 0
+
+
+# -- --device ------------------------------------------------------------------------------
+
+def test_device_names_resolve_and_a_missing_gpu_is_one_line():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(Exception, match="choose one of auto, cpu, cuda"):
+        device_name("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(FieldkitError, match="--device cuda: .* use --device cpu"):
+            resolve_device("cuda")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_asking_for_cuda_without_one_is_one_line_and_writes_nothing(tmp_path, capsys):
+    assert main(["train", "tabletop", "--out", str(tmp_path / "run"), "--device", "cuda"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("fieldkit: error: --device cuda") and len(error.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+# -- every verb keeps to its device ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def prior_directory(tmp_path_factory):
+    from fieldkit.prior.model import PriorArchitecture, PriorComponents
+
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("prior")
+    PriorComponents.build(PriorArchitecture(resolution=16, channels=(16, 32), text_width=32, text_layers=1)) \
+        .save_pretrained(directory)
+    return directory
+
+
+def _generate(prior_directory, out, rep, *flags) -> int:
+    return main(["generate", "a red cube", "--out", str(out / rep), "--prior", str(prior_directory), "--rep", rep,
+                 "--device", DEVICE, "--steps", "3", "--resolution", "16", "--turntable-frames", "2",
+                 "--turntable-resolution", "16", "--no-geometry-metrics", *flags])
+
+
+@pytest.mark.parametrize("rep,flags", [
+    ("gaussians", ["--lambertian", "0.5", "--textureless", "0.5", "--random-background", "1"]),
+    ("field", ["--lambertian", "1", "--guidance", "vsd", "--views-per-step", "2"]),
+])
+def test_generate_keeps_to_the_device(prior_directory, tmp_path, rep, flags):
+    with keeps_to_model_device():
+        assert _generate(prior_directory, tmp_path, rep, *flags) == 0
