@@ -212,9 +212,9 @@ def orbit_cameras(azimuth_degrees: Tensor, elevation_degrees: Tensor, distance: 
     return Cameras.from_fov(look_at(eyes, _like(target, eyes)), resolution, resolution, fov)
 
 
-def turntable_azimuths(count: int) -> Tensor:
+def turntable_azimuths(count: int, device: torch.device | str | None = None) -> Tensor:
     """`count` azimuths [count] in degrees, evenly around, starting at the front."""
-    return torch.arange(count, dtype=torch.float32) * (360.0 / count)
+    return torch.arange(count, dtype=torch.float32, device=device) * (360.0 / count)
 
 
 def framing_distance(aabb: Tensor, fov: float = FIELD_OF_VIEW) -> float:

@@ -22,6 +22,7 @@ import functools
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._device import _device_constructors
@@ -52,9 +53,10 @@ def _site(frame) -> str:
 
 
 class DeviceGuard(TorchFunctionMode):
-    def __init__(self, roots: tuple[Path, ...]):
+    def __init__(self, roots: tuple[Path, ...], armed: bool):
         super().__init__()
         self.roots = tuple(root.resolve() for root in roots)
+        self.armed = armed
         self.mixes: dict[tuple[str, str], str] = {}
 
     # -- where a call comes from ----------------------------------------------------------
@@ -112,7 +114,7 @@ class DeviceGuard(TorchFunctionMode):
             elif kwargs.get("device") is None:
                 self.record(f"{func.__name__} from a device generator into a default-device tensor", _site(frame))
         result = func(*args, **kwargs)
-        if kwargs.get("device") is None and self.guarded(frame):
+        if self.armed and kwargs.get("device") is None and self.guarded(frame):
             _mark(result, _site(frame))
         return result
 
@@ -147,16 +149,32 @@ def _tracking_generator(guard: DeviceGuard):
     return TrackedGenerator
 
 
+def _arming(guard: DeviceGuard, method):
+    def armed(*args, **kwargs):
+        guard.armed = True
+        return method(*args, **kwargs)
+
+    return armed
+
+
 @contextlib.contextmanager
-def keeps_to_model_device(roots: tuple[Path, ...] = CODE_ROOTS):
-    """Fails (AssertionError) at exit if code under `roots` mixed default-device tensors with the model's."""
-    guard = DeviceGuard(roots)
+def keeps_to_model_device(roots: tuple[Path, ...] = CODE_ROOTS, arm_at: tuple[type, str] | None = None):
+    """Fails (AssertionError) at exit if code under `roots` mixed default-device tensors with the model's.
+
+    `arm_at` (a class and a method name): tensors are marked from the first call of that method on,
+    so that a run's construction (data read on the CPU, a model built there and then moved) is not
+    held against it; generators are checked throughout."""
+    guard = DeviceGuard(roots, armed=arm_at is None)
     torch.Generator = _tracking_generator(guard)
+    patch = pytest.MonkeyPatch()
+    if arm_at is not None:
+        patch.setattr(arm_at[0], arm_at[1], _arming(guard, getattr(arm_at[0], arm_at[1])))
     try:
         with guard:
             yield guard
     finally:
         torch.Generator = _REAL_GENERATOR
+        patch.undo()
     if guard.mixes:
         lines = [f"  {site}: {what} (made at {origin})" for (site, origin), what in sorted(guard.mixes.items())]
         raise AssertionError("tensors left on the default device met the model's:\n" + "\n".join(lines))

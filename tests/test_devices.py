@@ -13,11 +13,15 @@ import pytest
 import torch
 
 from device_guard import keeps_to_model_device
+from fieldkit import rendering
 from fieldkit.cli import main
 from fieldkit.devices import device_name, make_generator, resolve_device
 from fieldkit.errors import FieldkitError
+from fieldkit.runs import ResumableRun
 
 DEVICE = os.environ.get("FIELDKIT_TEST_DEVICE", "cpu")
+RUNS = (ResumableRun, "optimise")
+"""Verbs are checked from the first step on: building a model on the CPU and then moving it is fine."""
 TEST_FILE = (Path(__file__).resolve(),)
 
 
@@ -62,7 +66,7 @@ def test_the_guard_catches_a_stray_zeros_injected_into_a_generation_step(prior_d
     random_views = generation.random_views
     monkeypatch.setattr(generation, "random_views", stray_background)
     with pytest.raises(AssertionError, match=r"shading.py:\d+.*made at .*test_devices.py"):
-        with keeps_to_model_device((*TEST_FILE, Path(generation.__file__).parent)):
+        with keeps_to_model_device((*TEST_FILE, Path(generation.__file__).parent), arm_at=RUNS):
             assert _generate(prior_directory, tmp_path, "gaussians") == 0
 
 
@@ -110,5 +114,48 @@ def _generate(prior_directory, out, rep, *flags) -> int:
     ("field", ["--lambertian", "1", "--guidance", "vsd", "--views-per-step", "2"]),
 ])
 def test_generate_keeps_to_the_device(prior_directory, tmp_path, rep, flags):
-    with keeps_to_model_device():
+    with keeps_to_model_device(arm_at=RUNS):
         assert _generate(prior_directory, tmp_path, rep, *flags) == 0
+
+
+@pytest.fixture(scope="module")
+def trained_field(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("field") / "run"
+    with keeps_to_model_device(arm_at=RUNS):
+        assert main(["train", str(tiny_dataset), "--out", str(out), "--device", DEVICE, "--steps", "20",
+                     "--batch-rays", "256", "--samples-per-diagonal", "32", "--occupancy-resolution", "16",
+                     "--occupancy-every", "4", "--eval-every", "10", "--set", "levels=4", "--set", "log2_table_size=10",
+                     "--set", "max_resolution=32"]) == 0
+    return out / "field.safetensors"
+
+
+def test_train_keeps_to_the_device(trained_field):
+    assert trained_field.exists()
+
+
+def test_train_gaussians_with_densification_keeps_to_the_device(tiny_dataset, tmp_path):
+    settings = {"initial_splats": 200, "start": 1, "every": 2, "stop": 8, "reset_every": 6, "sh_degree_every": 3}
+    with keeps_to_model_device(arm_at=RUNS):
+        assert main(["train", str(tiny_dataset), "--arch", "gaussians", "--out", str(tmp_path / "run"),
+                     "--device", DEVICE, "--steps", "9", "--eval-every", "4",
+                     *[flag for name, value in settings.items() for flag in ("--set", f"{name}={value}")]]) == 0
+
+
+STUDENT_SETTINGS = {"mlp": ["--set", "width=32", "--batch-rays", "128"],
+                    "voxels": ["--set", "resolution=16", "--batch-rays", "128"],
+                    "gaussians": ["--views", "4", "--set", "initial_splats=200", "--set", "start=1", "--set", "every=2"]}
+
+
+@pytest.mark.parametrize("student", list(STUDENT_SETTINGS))
+def test_convert_keeps_to_the_device(trained_field, tmp_path, student):
+    with keeps_to_model_device(arm_at=RUNS):
+        assert main(["convert", str(trained_field), "--to", student, "--out", str(tmp_path / "run"), "--device", DEVICE,
+                     "--steps", "6", "--eval-views", "2", "--eval-resolution", "16",
+                     *STUDENT_SETTINGS[student]]) == 0
+
+
+def test_render_keeps_to_the_device(trained_field, tmp_path):
+    with keeps_to_model_device(arm_at=(rendering, "render_each")):
+        assert main(["render", str(trained_field), "--orbit", "2", "--resolution", "16", "--out", str(tmp_path),
+                     "--device", DEVICE]) == 0
+    assert len(list(tmp_path.glob("*.png"))) == 2
