@@ -34,15 +34,16 @@ class Cameras:
     def create(cls, c2w, fx, fy=None, cx=None, cy=None, width=None, height=None, distortion=None) -> "Cameras":
         """Builds cameras from tensors or numbers, broadcasting scalars to every camera."""
         c2w = torch.as_tensor(c2w, dtype=torch.float32)
-        device = c2w.device  # every other tensor follows the poses
         if c2w.shape[-2:] == (3, 4):
-            bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], device=device).expand(*c2w.shape[:-2], 1, 4)
+            bottom = c2w.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(*c2w.shape[:-2], 1, 4)
             c2w = torch.cat([c2w, bottom], dim=-2)
         c2w = c2w.reshape(-1, 4, 4)
         count = c2w.shape[0]
 
         def per_camera(value, dtype=torch.float32):
-            return torch.as_tensor(value, dtype=dtype, device=device).reshape(-1).expand(count).clone()
+            # every other tensor follows the poses' device
+            value = value.to(c2w.device, dtype) if isinstance(value, Tensor) else c2w.new_tensor(value, dtype=dtype)
+            return value.reshape(-1).expand(count).clone()
 
         width = per_camera(width, torch.int64)
         height = per_camera(height, torch.int64)
@@ -51,8 +52,8 @@ class Cameras:
         cx = width.float() / 2 if cx is None else per_camera(cx)
         cy = height.float() / 2 if cy is None else per_camera(cy)
         if distortion is None:
-            distortion = torch.zeros(count, 4, device=device)
-        distortion = torch.as_tensor(distortion, dtype=torch.float32, device=device).reshape(-1, 4).expand(count, 4).clone()
+            distortion = c2w.new_zeros(count, 4)
+        distortion = torch.as_tensor(distortion, dtype=torch.float32, device=c2w.device).reshape(-1, 4).expand(count, 4).clone()
         return cls(c2w, fx, fy, cx, cy, width, height, distortion)
 
     @classmethod

@@ -6,7 +6,8 @@ Inside `keeps_to_model_device()`:
 - a tensor that fieldkit's own code creates with a factory (torch.zeros, torch.rand, torch.tensor,
   ...) and no `device=` is marked as left on the default device, with the line that made it; so is
   the result of an op whose tensor inputs are all marked, and of `.cpu()`;
-- `.to(device)` / `.to(tensor)` is a deliberate move: its result follows the target;
+- `.to(device)` / `.to(tensor)` is a deliberate move: its result follows the target, and a factory
+  given `device=x.device` follows x (the device objects read off marked tensors are remembered);
 - an op that meets a marked tensor with an unmarked one (the model's parameters, its inputs,
   anything made with `device=`) is what raises "Expected all tensors to be on the same device" on
   CUDA: the guard records it. A marked 0-dim tensor is let through, as CUDA lets CPU scalars in;
@@ -57,6 +58,8 @@ class DeviceGuard(TorchFunctionMode):
         super().__init__()
         self.roots = tuple(root.resolve() for root in roots)
         self.armed = armed
+        # `device=x.device` follows x: the device objects read off marked tensors, by id (kept alive)
+        self.marked_devices: dict[int, tuple[torch.device, str]] = {}
         self.mixes: dict[tuple[str, str], str] = {}
 
     # -- where a call comes from ----------------------------------------------------------
@@ -89,12 +92,18 @@ class DeviceGuard(TorchFunctionMode):
             return self._factory(func, args, kwargs)
         marked = [tensor for tensor in inputs if hasattr(tensor, MARK)]
         result = func(*args, **kwargs)
+        if getattr(func, "__self__", None) is torch.Tensor.device:  # reading `.device`
+            if marked:
+                self.marked_devices[id(result)] = (result, getattr(marked[0], MARK))
+            return result
         if func in MOVES and _target(args[1:], kwargs) is not None:
             target = _target(args[1:], kwargs)  # a move follows its target: a device, or a tensor's
-            if isinstance(target, torch.Tensor) and hasattr(target, MARK):
-                _mark(result, getattr(target, MARK))
-            elif hasattr(result, MARK):  # on the CPU a move to the CPU returns the tensor itself
-                delattr(result, MARK)
+            if self.device_mark(target) is not None:
+                _mark(result, self.device_mark(target))
+            elif hasattr(result, MARK):
+                # on the CPU a move to the CPU returns the tensor itself: an alias of it is what moved,
+                # and the tensor that stayed keeps its mark
+                return result.view_as(result)
             return result
         stray = [tensor for tensor in marked if tensor.dim() > 0]
         unmarked = [tensor for tensor in inputs if not hasattr(tensor, MARK)]
@@ -114,9 +123,18 @@ class DeviceGuard(TorchFunctionMode):
             elif kwargs.get("device") is None:
                 self.record(f"{func.__name__} from a device generator into a default-device tensor", _site(frame))
         result = func(*args, **kwargs)
-        if self.armed and kwargs.get("device") is None and self.guarded(frame):
+        if self.device_mark(kwargs.get("device")) is not None:
+            _mark(result, self.device_mark(kwargs.get("device")))
+        elif self.armed and kwargs.get("device") is None and self.guarded(frame):
             _mark(result, _site(frame))
         return result
+
+    def device_mark(self, target) -> str | None:
+        """The mark that a tensor, or a device read off a tensor, carries (None: the model's device)."""
+        if isinstance(target, torch.Tensor):
+            return getattr(target, MARK, None)
+        entry = self.marked_devices.get(id(target))
+        return entry[1] if entry is not None and entry[0] is target else None
 
 
 def _target(args, kwargs):

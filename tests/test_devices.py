@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -159,3 +160,24 @@ def test_render_keeps_to_the_device(trained_field, tmp_path):
         assert main(["render", str(trained_field), "--orbit", "2", "--resolution", "16", "--out", str(tmp_path),
                      "--device", DEVICE]) == 0
     assert len(list(tmp_path.glob("*.png"))) == 2
+
+
+def test_prior_train_and_sample_keep_to_the_device(tmp_path):
+    run = tmp_path / "run"
+    with keeps_to_model_device(arm_at=RUNS):
+        assert main(["prior", "train", "--out", str(run), "--steps", "2", "--batch-size", "4", "--views-per-object", "1",
+                     "--stack-views", "4", "--checkpoint-seconds", "0", "--device", DEVICE]) == 0
+    with keeps_to_model_device():
+        assert main(["prior", "sample", "a red cube", "--n", "2", "--steps", "2", "--prior", str(run / "prior"),
+                     "--out", str(tmp_path / "samples"), "--device", DEVICE]) == 0
+    assert len(list((tmp_path / "samples").glob("*.png"))) == 2
+
+
+def test_the_viewer_renders_an_asset_on_the_device(trained_field):
+    from fieldkit.viewer.assets import open_asset
+    from fieldkit.viewer.scene import View, ViewScene
+
+    scene = ViewScene([open_asset(trained_field, resolve_device(DEVICE))])
+    with keeps_to_model_device():
+        image, depth = scene.render_view(View((1.0, 0.0, 0.0, 0.0), (0.0, -3.0, 0.0), 0.8, 1.0), rows=16)
+    assert image.shape == (16, 16, 3) and np.isfinite(depth).all()

@@ -62,13 +62,16 @@ def resolve_path(path: str | Path) -> Path:
     return path
 
 
-def open_asset(path: str | Path) -> ViewAsset:
+def open_asset(path: str | Path, device: str | torch.device = "cpu") -> ViewAsset:
+    """`device`: where fieldkit renders the asset; splats and meshes, which the browser draws, stay on the CPU."""
     path = resolve_path(path)
     if path.suffix.lower() in MESH_SUFFIXES and not _is_splat_ply(path):
         return _mesh_asset(path)
     from fieldkit.io import load
 
     model = load(path)
+    if not isinstance(model, Splats):
+        model = model.to(device)
     info = {"file": path.name, "size": _megabytes(path)} | _model_info(model)
     return ViewAsset(path.name, model, model.aabb.detach().cpu(), info, dict(model.dataset))
 

@@ -63,7 +63,8 @@ class GenerationRun(ResumableRun):
         self.steps = config.total_steps
         self.resuming = self.run.claim({"prompt": self.prompt, "prior": prior.source, "config": asdict(config)})
         torch.manual_seed(config.seed)  # parameter initialisation, the LoRA's included
-        self.generator = make_generator(config.seed, prior.device)  # views, noise and timesteps are drawn there
+        self.device = prior.device  # the representation is built and optimised where the prior runs
+        self.generator = make_generator(config.seed, self.device)  # views, noise and timesteps are drawn there
         self.prompts = PromptProcessor.build(prior, self.prompt, config.negative_prompt, config.view_prompts,
                                              config.perp_neg)
         self.schedule = config.timestep_schedule()
