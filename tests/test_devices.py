@@ -68,7 +68,7 @@ def test_the_guard_catches_a_stray_zeros_injected_into_a_generation_step(prior_d
     monkeypatch.setattr(generation, "random_views", stray_background)
     with pytest.raises(AssertionError, match=r"shading.py:\d+.*made at .*test_devices.py"):
         with keeps_to_model_device((*TEST_FILE, Path(generation.__file__).parent), arm_at=RUNS):
-            assert _generate(prior_directory, tmp_path, "gaussians") == 0
+            assert _generate(prior_directory, tmp_path, "gaussians", "--no-geometry-metrics") == 0
 
 
 # -- --device ------------------------------------------------------------------------------
@@ -107,12 +107,12 @@ def prior_directory(tmp_path_factory):
 def _generate(prior_directory, out, rep, *flags) -> int:
     return main(["generate", "a red cube", "--out", str(out / rep), "--prior", str(prior_directory), "--rep", rep,
                  "--device", DEVICE, "--steps", "3", "--resolution", "16", "--turntable-frames", "2",
-                 "--turntable-resolution", "16", "--no-geometry-metrics", *flags])
+                 "--turntable-resolution", "16", *flags])
 
 
 @pytest.mark.parametrize("rep,flags", [
     ("gaussians", ["--lambertian", "0.5", "--textureless", "0.5", "--random-background", "1"]),
-    ("field", ["--lambertian", "1", "--guidance", "vsd", "--views-per-step", "2"]),
+    ("field", ["--lambertian", "1", "--guidance", "vsd", "--views-per-step", "2", "--no-geometry-metrics"]),
 ])
 def test_generate_keeps_to_the_device(prior_directory, tmp_path, rep, flags):
     with keeps_to_model_device(arm_at=RUNS):
