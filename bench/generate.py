@@ -161,24 +161,30 @@ def print_table(groups: list[dict]) -> None:
 
 # -- Stable Diffusion 2.1 base, from its published configs, with random weights ---------------
 
-def sd21_base_prior(device: str) -> Prior:
-    """SD 2.1 base's UNet, VAE and OpenCLIP-H text encoder at full size, random weights. The
-    tokenizer is a letter-level CLIP tokenizer: tokenization costs nothing next to the networks."""
+def sd21_base_prior(device: str, narrow: int = 1) -> Prior:
+    """SD 2.1 base's UNet, VAE and OpenCLIP-H text encoder at full size, random weights (built on
+    `device`: initialising a billion weights on the CPU takes a minute). `narrow` divides every
+    width, for a quick run of the same code on the CPU. The tokenizer is a letter-level CLIP
+    tokenizer: tokenization costs nothing next to the networks."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=1024,
-        attention_head_dim=(5, 10, 20, 20), use_linear_projection=True, norm_num_groups=32)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=768,
-                        block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-                        up_block_types=("UpDecoderBlock2D",) * 4, scaling_factor=0.18215)
-    text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=1024, intermediate_size=4096,
-                                                num_hidden_layers=23, num_attention_heads=16,
-                                                max_position_embeddings=77, hidden_act="gelu", projection_dim=512))
+    with torch.device(device):
+        unet = UNet2DConditionModel(
+            sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+            block_out_channels=tuple(width // narrow for width in (320, 640, 1280, 1280)),
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=1024 // narrow,
+            attention_head_dim=(5, 10, 20, 20), use_linear_projection=True, norm_num_groups=32 // narrow)
+        vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=768,
+                            block_out_channels=tuple(width // narrow for width in (128, 256, 512, 512)),
+                            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                            scaling_factor=0.18215, norm_num_groups=32 // narrow)
+        text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=1024 // narrow,
+                                                    intermediate_size=4096 // narrow,
+                                                    num_hidden_layers=23 // narrow, num_attention_heads=16 // narrow,
+                                                    max_position_embeddings=77, hidden_act="gelu", projection_dim=512))
     scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                               prediction_type="epsilon", clip_sample=False)
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
@@ -198,11 +204,12 @@ def _letter_tokenizer():
     return CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"), model_max_length=77)
 
 
-def sd_step_seconds(device: str, guidance: str, steps: int) -> dict:
-    """Seconds per optimisation step of splats guided by the SD-2.1-size prior (after one warm-up step)."""
-    prior = sd21_base_prior(device)
+def sd_step_seconds(device: str, guidance: str, steps: int, resolution: int | None = None, narrow: int = 1) -> dict:
+    """Seconds per optimisation step of splats guided by the SD-2.1-size prior (after one warm-up
+    step), at `resolution` px renders (None: the Stable Diffusion profile's)."""
+    prior = sd21_base_prior(device, narrow)
     config = GenerateConfig(guidance=guidance, steps=steps + 1, turntable_frames=2, turntable_resolution=32,
-                            preview_every=10**6, checkpoint_seconds=1e9)
+                            preview_every=10**6, checkpoint_seconds=1e9, resolution=resolution)
     with tempfile.TemporaryDirectory() as out:
         from fieldkit.generate.api import make_run
 
@@ -214,7 +221,9 @@ def sd_step_seconds(device: str, guidance: str, steps: int) -> dict:
             run.step += 1
             times.append(time.perf_counter() - started)
     return {"guidance": guidance, "device": device, "resolution": prior.resolution,
-            "seconds_per_step": sum(times[1:]) / steps, "warmup_seconds": times[0], "measured": measured()}
+            "render_resolution": run.config.render_resolution, "guidance_scale": run.config.scale,
+            "seconds_per_step": sum(times[1:]) / steps, "warmup_seconds": times[0], "final_loss": run.history[-1]["loss"],
+            "measured": measured()}
 
 
 def main() -> None:

@@ -35,13 +35,15 @@ class Cameras:
         """Builds cameras from tensors or numbers, broadcasting scalars to every camera."""
         c2w = torch.as_tensor(c2w, dtype=torch.float32)
         if c2w.shape[-2:] == (3, 4):
-            bottom = torch.tensor([0.0, 0.0, 0.0, 1.0]).expand(*c2w.shape[:-2], 1, 4)
+            bottom = c2w.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(*c2w.shape[:-2], 1, 4)
             c2w = torch.cat([c2w, bottom], dim=-2)
         c2w = c2w.reshape(-1, 4, 4)
         count = c2w.shape[0]
 
         def per_camera(value, dtype=torch.float32):
-            return torch.as_tensor(value, dtype=dtype).reshape(-1).expand(count).clone()
+            # every other tensor follows the poses' device
+            value = value.to(c2w.device, dtype) if isinstance(value, Tensor) else c2w.new_tensor(value, dtype=dtype)
+            return value.reshape(-1).expand(count).clone()
 
         width = per_camera(width, torch.int64)
         height = per_camera(height, torch.int64)
@@ -50,8 +52,8 @@ class Cameras:
         cx = width.float() / 2 if cx is None else per_camera(cx)
         cy = height.float() / 2 if cy is None else per_camera(cy)
         if distortion is None:
-            distortion = torch.zeros(count, 4)
-        distortion = torch.as_tensor(distortion, dtype=torch.float32).reshape(-1, 4).expand(count, 4).clone()
+            distortion = c2w.new_zeros(count, 4)
+        distortion = torch.as_tensor(distortion, dtype=torch.float32, device=c2w.device).reshape(-1, 4).expand(count, 4).clone()
         return cls(c2w, fx, fy, cx, cy, width, height, distortion)
 
     @classmethod
@@ -164,11 +166,16 @@ def undistort(x_distorted: Tensor, y_distorted: Tensor, coefficients: Tensor) ->
     return x, y
 
 
+def _like(value, reference: Tensor) -> Tensor:
+    """Numbers or a tensor as a tensor of `reference`'s dtype on its device (constants follow the cameras)."""
+    return value.to(reference) if isinstance(value, Tensor) else reference.new_tensor(value)
+
+
 def look_at(eye: Tensor, target: Tensor, up: Tensor | None = None) -> Tensor:
     """Camera-to-world matrices [C, 4, 4] (OpenGL axes) for cameras at `eye` [C, 3] looking at `target`."""
     eye = torch.as_tensor(eye, dtype=torch.float32).reshape(-1, 3)
-    target = torch.as_tensor(target, dtype=torch.float32).reshape(-1, 3).expand_as(eye)
-    up = torch.tensor([0.0, 0.0, 1.0]) if up is None else torch.as_tensor(up, dtype=torch.float32)
+    target = _like(target, eye).reshape(-1, 3).expand_as(eye)
+    up = _like([0.0, 0.0, 1.0] if up is None else up, eye)
     up = up.reshape(-1, 3).expand_as(eye)
     backward = eye - target
     backward = backward / backward.norm(dim=-1, keepdim=True)
@@ -177,13 +184,14 @@ def look_at(eye: Tensor, target: Tensor, up: Tensor | None = None) -> Tensor:
     # world x made perpendicular to the view, or world y when the view is along x
     degenerate = right.norm(dim=-1) < 1e-6
     view = backward[degenerate]  # [D, 3]
-    x_perpendicular = torch.tensor([1.0, 0.0, 0.0]) - view[:, :1] * view
-    y_perpendicular = torch.tensor([0.0, 1.0, 0.0]) - view[:, 1:2] * view
+    x_perpendicular = view.new_tensor([1.0, 0.0, 0.0]) - view[:, :1] * view
+    y_perpendicular = view.new_tensor([0.0, 1.0, 0.0]) - view[:, 1:2] * view
     use_y = x_perpendicular.norm(dim=-1, keepdim=True) < 0.5
     right[degenerate] = torch.where(use_y, y_perpendicular, x_perpendicular)
     right = right / right.norm(dim=-1, keepdim=True)
     true_up = torch.cross(backward, right, dim=-1)
-    c2w = torch.eye(4).repeat(eye.shape[0], 1, 1)
+    c2w = eye.new_zeros(eye.shape[0], 4, 4)
+    c2w[:, 3, 3] = 1
     c2w[:, :3, 0], c2w[:, :3, 1], c2w[:, :3, 2], c2w[:, :3, 3] = right, true_up, backward, eye
     return c2w
 
@@ -195,19 +203,19 @@ def orbit_eyes(azimuth_degrees: Tensor, elevation_degrees: Tensor, distance: flo
         torch.deg2rad(torch.as_tensor(elevation_degrees, dtype=torch.float32))
     azimuth, elevation = torch.broadcast_tensors(azimuth, elevation)
     direction = torch.stack([elevation.cos() * azimuth.cos(), elevation.cos() * azimuth.sin(), elevation.sin()], -1)
-    return distance * direction + torch.as_tensor(target, dtype=torch.float32)
+    return distance * direction + _like(target, direction)
 
 
 def orbit_cameras(azimuth_degrees: Tensor, elevation_degrees: Tensor, distance: float, resolution: int,
                   target=(0.0, 0.0, 0.0), fov: float = FIELD_OF_VIEW) -> Cameras:
     """Square cameras at `orbit_eyes` looking at `target`: every orbit and turntable fieldkit renders."""
     eyes = orbit_eyes(azimuth_degrees, elevation_degrees, distance, target)
-    return Cameras.from_fov(look_at(eyes, torch.as_tensor(target, dtype=torch.float32)), resolution, resolution, fov)
+    return Cameras.from_fov(look_at(eyes, _like(target, eyes)), resolution, resolution, fov)
 
 
-def turntable_azimuths(count: int) -> Tensor:
+def turntable_azimuths(count: int, device: torch.device | str | None = None) -> Tensor:
     """`count` azimuths [count] in degrees, evenly around, starting at the front."""
-    return torch.arange(count, dtype=torch.float32) * (360.0 / count)
+    return torch.arange(count, dtype=torch.float32, device=device) * (360.0 / count)
 
 
 def framing_distance(aabb: Tensor, fov: float = FIELD_OF_VIEW) -> float:

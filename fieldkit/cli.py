@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 from fieldkit.batch.commands import add_verbs as add_batch_verb
+from fieldkit.devices import add_device_option, resolve_device
 from fieldkit.errors import FieldkitError
 from fieldkit.options import OneLineParser, add_dataclass_options, dataclass_from_args, number
 from fieldkit.generate.commands import add_verbs as add_generate_verb
@@ -43,7 +44,7 @@ def cmd_train(args) -> int:
 
     check_live_address(args)
     trainer = make_trainer(args.source, args.arch, args.out, dataclass_from_args(TrainConfig, args),
-                           _parse_overrides(args.set))
+                           _parse_overrides(args.set), resolve_device(args.device))
     if trainer.resuming:
         print(f"resuming the run in {args.out}", file=sys.stderr)
     with live_view(args, trainer, "train"):
@@ -60,7 +61,8 @@ def cmd_convert(args) -> int:
     check_live_address(args)
     mesh_config = _mesh_config(args) if args.to == "mesh" else None
     converter = make_converter(args.teacher, args.to, args.out, dataclass_from_args(ConvertConfig, args),
-                               _parse_overrides(args.set), log=_log, mesh_config=mesh_config)
+                               _parse_overrides(args.set), log=_log, mesh_config=mesh_config,
+                               device=resolve_device(args.device))
     if converter.resuming:
         _log(f"resuming the run in {args.out}")
     with live_view(args, converter, "convert"):
@@ -103,10 +105,11 @@ def cmd_refine(args) -> int:
 def cmd_render(args) -> int:
     from fieldkit.rendering import render_cameras_file, render_orbit
 
+    device = resolve_device(args.device)
     if args.orbit:
-        written = render_orbit(args.asset, args.out, args.orbit, args.resolution)
+        written = render_orbit(args.asset, args.out, args.orbit, args.resolution, device)
     elif args.cameras:
-        written = render_cameras_file(args.asset, args.cameras, args.out, args.downscale)
+        written = render_cameras_file(args.asset, args.cameras, args.out, args.downscale, device)
     else:
         raise FieldkitError("say what to render: --cameras TRANSFORMS.json or --orbit N")
     print(f"wrote {len(written)} images to {args.out}")
@@ -170,6 +173,7 @@ def _add_run_options(parser: argparse.ArgumentParser, config_class, set_help: st
     parser.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help=set_help)
     add_dataclass_options(parser, config_class)
+    add_device_option(parser)
     add_live_options(parser)
 
 
@@ -216,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--downscale", type=number(float, 0, above=True), default=1.0,
                         help="divide the cameras' resolution by this")
     render.add_argument("--out", required=True, help="output directory for PNGs")
+    add_device_option(render)
     render.set_defaults(run=cmd_render)
 
     info = verbs.add_parser("info", help="describe an asset")

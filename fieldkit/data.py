@@ -63,6 +63,11 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.images)
 
+    def to(self, device) -> "Dataset":
+        """The same split with its images, cameras and bounds on `device` (the model's)."""
+        return replace(self, images=[image.to(device) for image in self.images], cameras=self.cameras.to(device),
+                       aabb=self.aabb.to(device), background=self.background.to(device))
+
     def pixels(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Every pixel of every image as flat rgb [P, 3], camera_index [P], pixel_x [P], pixel_y [P].
 
@@ -70,7 +75,7 @@ class Dataset:
         """
         grids = [self.cameras.pixel_grid(index) for index in range(len(self))]
         rgb = torch.cat([image.reshape(-1, 3) for image in self.images])  # [P, 3]
-        camera_index = torch.cat([torch.full(x.shape, index, dtype=torch.long)
+        camera_index = torch.cat([torch.full(x.shape, index, dtype=torch.long, device=x.device)
                                   for index, (x, _) in enumerate(grids)])  # [P]
         pixel_x = torch.cat([x for x, _ in grids])  # [P]
         pixel_y = torch.cat([y for _, y in grids])  # [P]

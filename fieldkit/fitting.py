@@ -59,8 +59,9 @@ def evaluate(model: Renderable, dataset: Dataset, views: list[int] | None = None
     psnrs, ssims = [], []
     for index in views:
         image = model.render(dataset.cameras[index]).rgb[0].clamp(0, 1)
-        psnrs.append(psnr(image, dataset.images[index]))
-        ssims.append(ssim(image, dataset.images[index]))
+        target = dataset.images[index].to(image.device)
+        psnrs.append(psnr(image, target))
+        ssims.append(ssim(image, target))
     model.train()
     return {"psnr": sum(psnrs) / len(psnrs), "ssim": sum(ssims) / len(ssims)}
 

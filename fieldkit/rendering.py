@@ -43,8 +43,9 @@ def render_each(model, cameras: Cameras, names: list[str], out: str | Path) -> l
     return written
 
 
-def render_cameras_file(asset: str | Path, cameras_path: str | Path, out: str | Path, downscale: float = 1.0) -> list[Path]:
-    model = load(asset)
+def render_cameras_file(asset: str | Path, cameras_path: str | Path, out: str | Path, downscale: float = 1.0,
+                        device: str | torch.device = "cpu") -> list[Path]:
+    model = load(asset).to(device)
     cameras, names = load_cameras(cameras_path, downscale=downscale)
     return render_each(model, cameras, names, out)
 
@@ -52,11 +53,12 @@ def render_cameras_file(asset: str | Path, cameras_path: str | Path, out: str | 
 def turntable_around(aabb: torch.Tensor, count: int, resolution: int, elevation_degrees: float = 30.0) -> Cameras:
     """A turntable that keeps the whole bounding box in view."""
     centre = ((aabb[0] + aabb[1]) / 2).tolist()
-    return orbit_cameras(turntable_azimuths(count), torch.tensor(elevation_degrees), framing_distance(aabb), resolution,
+    return orbit_cameras(turntable_azimuths(count, aabb.device), aabb.new_tensor(elevation_degrees), framing_distance(aabb), resolution,
                          centre)
 
 
-def render_orbit(asset: str | Path, out: str | Path, count: int, resolution: int) -> list[Path]:
-    model = load(asset)
+def render_orbit(asset: str | Path, out: str | Path, count: int, resolution: int,
+                 device: str | torch.device = "cpu") -> list[Path]:
+    model = load(asset).to(device)
     cameras = turntable_around(model.aabb, count, resolution)
     return render_each(model, cameras, [f"orbit_{index:03d}" for index in range(count)], out)

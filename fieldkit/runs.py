@@ -18,6 +18,7 @@ import torch
 
 from fieldkit.asset_file import read_tensors, write_tensors
 from fieldkit.atomic import output_directory, write_text
+from fieldkit.devices import restore_generator
 from fieldkit.errors import FieldkitError
 from fieldkit.io import field_header, load_model_tensors, model_tensors, save_field
 from fieldkit.progress import progress_bar
@@ -88,7 +89,7 @@ def read_checkpoint(path: Path, model: RadianceField, optimizer: torch.optim.Opt
     tensors, header = read_tensors(path)
     load_model_tensors(model, tensors, path)
     load_optimizer_tensors(optimizer, tensors)
-    generator.set_state(tensors["rng"])
+    restore_generator(generator, tensors["rng"], path)
     return header["step"], header["seconds"]
 
 

@@ -13,6 +13,7 @@ import torch
 from fieldkit.data import load_dataset
 from fieldkit.defaults import resolve_train
 from fieldkit.fields import build_field, make_config
+from fieldkit.devices import make_generator, resolve_device
 from fieldkit.fitting import PhotoRun, TrainConfig
 from fieldkit.gaussians.trainer import SplatTrainer
 from fieldkit.radiance import RadianceField
@@ -44,16 +45,17 @@ def keep_freed_memory() -> None:
 
 
 def make_trainer(source: str, architecture: str, out: str | Path, config: TrainConfig,
-                 overrides: dict | None = None) -> "Trainer":
+                 overrides: dict | None = None, device: str | torch.device = "cpu") -> "Trainer":
     """The trainer for an architecture: splats have their own, every field shares `Trainer`."""
     if architecture == "gaussians":
-        return SplatTrainer(source, out, config, overrides)
-    return Trainer(source, architecture, out, config, overrides)
+        return SplatTrainer(source, out, config, overrides, device)
+    return Trainer(source, architecture, out, config, overrides, device)
 
 
 class Trainer(PhotoRun):
     def __init__(self, source: str, architecture: str, out: str | Path, config: TrainConfig,
-                 field_overrides: dict | None = None):
+                 field_overrides: dict | None = None, device: str | torch.device = "cpu"):
+        device = resolve_device(device)
         keep_freed_memory()
         self.run = RunDirectory(out)
         field_config = make_config(architecture, config.preset, field_overrides)
@@ -70,20 +72,24 @@ class Trainer(PhotoRun):
         request = {"source": str(source), "architecture": architecture} | self.settings
         self.resuming = self.run.claim(request)
         self.model = RadianceField(field, OccupancyGrid(aabb, config.occupancy_resolution), step_size,
-                                   self.train_set.background)
+                                   self.train_set.background).to(device)
+        self.train_set, self.test_set = self.train_set.to(device), self.test_set.to(device)
+        self.rgb, self.camera_index, self.pixel_x, self.pixel_y = (
+            pixels.to(device) for pixels in (self.rgb, self.camera_index, self.pixel_x, self.pixel_y))
         self.model.dataset = {"name": self.train_set.name, "source": self.train_set.source,
                               "train_views": len(self.train_set), "test_views": len(self.test_set)}
         self.optimizer = torch.optim.Adam(self.model.field.optimizer_groups(), eps=1e-15)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.generator = make_generator(config.seed, device)
         self.step, self.seconds = 0, 0.0
 
     # -- optimisation --------------------------------------------------------------------
     def train_step(self) -> float:
-        batch = torch.randint(0, self.rgb.shape[0], (self.config.batch_rays,), generator=self.generator)
+        batch = torch.randint(0, self.rgb.shape[0], (self.config.batch_rays,), generator=self.generator,
+                              device=self.generator.device)
         origins, directions = self.train_set.cameras.generate_rays(
             self.camera_index[batch], self.pixel_x[batch], self.pixel_y[batch])
-        jitter = torch.rand(batch.shape[0], generator=self.generator)
+        jitter = torch.rand(batch.shape[0], generator=self.generator, device=self.generator.device)
         output = self.model.render_rays(origins, directions, jitter=jitter, max_samples=self.config.batch_samples)
         mse = (output.rgb - self.rgb[batch[:output.rgb.shape[0]]]).square().mean()
         self.apply_gradients(mse + self.model.field.regularization(self.generator))

@@ -82,6 +82,13 @@ def small_fields():
     return SMALL_FIELDS
 
 
+def pytest_configure(config):
+    """FIELDKIT_TEST_DEVICE=cuda runs the verbs' device checks (tests/test_devices.py) with --device cuda:
+    asked for where there is no GPU, the run stops rather than passing on the CPU."""
+    if os.environ.get("FIELDKIT_TEST_DEVICE", "cpu") == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError("FIELDKIT_TEST_DEVICE=cuda, but this machine's torch sees no CUDA device")
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked gpu skip with a reason where no CUDA device is present, never pass silently."""
     import torch

@@ -64,18 +64,21 @@ def resolve_path(path: str | Path) -> Path:
     return path
 
 
-def open_asset(path: str | Path) -> ViewAsset:
+def open_asset(path: str | Path, device: str | torch.device = "cpu") -> ViewAsset:
+    """`device`: where fieldkit renders the asset; splats and meshes, which the browser draws, stay on the CPU."""
     path = resolve_path(path)
     if path.suffix.lower() in MESH_SUFFIXES and not _is_splat_ply(path):
         return _mesh_asset(path)
     from fieldkit.io import load
 
     model = load(path)
+    if not isinstance(model, Splats):
+        model = model.to(device)
     info = {"file": path.name, "size": _megabytes(path)} | _model_info(model)
     return ViewAsset(path.name, model, model.aabb.detach().cpu(), info, dict(model.dataset))
 
 
-def open_assets(path: str | Path, layer: str | None = None) -> list[ViewAsset]:
+def open_assets(path: str | Path, layer: str | None = None, device: str | torch.device = "cpu") -> list[ViewAsset]:
     """The assets a path stands for: one, or each layer of a layered asset placed where it belongs
     (only `layer`, when named)."""
     from fieldkit.layers.manifest import is_layered, read_layered
@@ -83,7 +86,7 @@ def open_assets(path: str | Path, layer: str | None = None) -> list[ViewAsset]:
     if not is_layered(path):
         if layer is not None:
             raise FieldkitError(f"--layer needs a layered asset (a directory with layers.json); {path} is not one")
-        return [open_asset(path)]
+        return [open_asset(path, device)]
     layered = read_layered(path)
     chosen = [layered.layer(layer)] if layer is not None else layered.layers
     title = Path(path).name if Path(path).is_dir() else Path(path).parent.name

@@ -5,6 +5,8 @@ import argparse
 import contextlib
 import threading
 
+from fieldkit.devices import add_device_option
+
 from . import DEFAULT_HOST, DEFAULT_PORT
 
 PORT_HELP = f"default: {DEFAULT_PORT}, or the next free one; a port given must be free; 0: any free port"
@@ -26,12 +28,15 @@ class PortOption(argparse.Action):
 
 
 def cmd_view(args) -> int:
+    from fieldkit.devices import resolve_device
+
     from .app import Viewer
     from .assets import open_assets
     from .serving import check_address
 
     check_address(args.host, args.port)  # before the assets load: a bad address is an error at once
-    assets = [asset for path in args.paths for asset in open_assets(path, args.layer)]
+    device = resolve_device(args.device)
+    assets = [asset for path in args.paths for asset in open_assets(path, args.layer, device)]
     viewer = Viewer(assets, args.host, args.port, title=" | ".join(asset.name for asset in assets))
     print(f"fieldkit view: open {viewer.url} in a browser (Ctrl-C stops)", flush=True)
     try:
@@ -79,4 +84,5 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
     view.add_argument("--host", default=DEFAULT_HOST,
                       help=f"address to bind (default: {DEFAULT_HOST}, this machine only; 0.0.0.0 opens it to the network)")
     view.add_argument("--port", action=PortOption, default=None, help=f"port ({PORT_HELP})")
+    add_device_option(view)
     view.set_defaults(run=cmd_view)

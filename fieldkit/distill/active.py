@@ -22,10 +22,11 @@ OPAQUE_ALPHA = 0.5
 class HardestPool:
     """Rows of several same-length tensors, keeping the `capacity` rows of highest error."""
 
-    def __init__(self, capacity: int, widths: tuple[int, ...], dtype: torch.dtype = torch.float32):
+    def __init__(self, capacity: int, widths: tuple[int, ...], dtype: torch.dtype = torch.float32,
+                 device: torch.device | str = "cpu"):
         self.capacity = capacity
-        self.columns = [torch.empty(0, width, dtype=dtype) for width in widths]
-        self.errors = torch.empty(0)  # [P]
+        self.columns = [torch.empty(0, width, dtype=dtype, device=device) for width in widths]
+        self.errors = torch.empty(0, device=device)  # [P]
 
     def __len__(self) -> int:
         return self.errors.shape[0]
@@ -40,8 +41,8 @@ class HardestPool:
     def draw(self, count: int, generator: torch.Generator) -> tuple[Tensor, ...]:
         """Up to `count` rows, removed from the pool (their new error decides if they return)."""
         count = min(count, len(self))
-        chosen = torch.randperm(len(self), generator=generator)[:count]
-        kept = torch.ones(len(self), dtype=torch.bool)
+        chosen = torch.randperm(len(self), generator=generator, device=self.errors.device)[:count]
+        kept = torch.ones(len(self), dtype=torch.bool, device=self.errors.device)
         kept[chosen] = False
         drawn = tuple(column[chosen] for column in self.columns)
         self.columns, self.errors = [column[kept] for column in self.columns], self.errors[kept]

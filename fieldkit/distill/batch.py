@@ -76,7 +76,7 @@ class TaughtRays:
 
     def rays(self, first: int, end: int) -> TaughtRays:
         """Rays first..end-1, their samples renumbered from 0."""
-        start, stop = torch.searchsorted(self.samples.rays, torch.tensor([first, end])).tolist()
+        start, stop = torch.searchsorted(self.samples.rays, self.samples.rays.new_tensor([first, end])).tolist()
         samples = self.samples.subset(slice(start, stop))
         samples.rays = samples.rays - first
         return TaughtRays(samples, _subset(self.taught, slice(start, stop)), self.weights[start:stop],

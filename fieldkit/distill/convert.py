@@ -29,6 +29,7 @@ from fieldkit.distill.student import (
 )
 from fieldkit.distill.views import held_out_cameras, training_views
 from fieldkit.defaults import resolve_convert
+from fieldkit.devices import make_generator, resolve_device
 from fieldkit.errors import FieldkitError
 from fieldkit.fields import ARCHITECTURES, field_class
 from fieldkit.fields.base import GeometryVectorField
@@ -45,13 +46,15 @@ steps together, so that its fixed cost per call is shared."""
 
 class Converter(ResumableRun):
     def __init__(self, teacher_path: str | Path, architecture: str, out: str | Path, config: ConvertConfig,
-                 field_overrides: dict | None = None, log: Callable[[str], None] = lambda line: None):
+                 field_overrides: dict | None = None, log: Callable[[str], None] = lambda line: None,
+                 device: str | torch.device = "cpu"):
         field_class(architecture)  # an unknown target fails before anything is read or written
-        self.config = config
+        self.config, self.device = config, resolve_device(device)
         self.teacher = load_teacher(teacher_path)
         self.field_config = field_config = student_config(architecture, config.preset, field_overrides)
         torch.manual_seed(config.seed)  # parameter initialisation
         self.student = make_student(self.teacher, architecture, field_config)  # before any file is written
+        self.teacher, self.student = self.teacher.to(self.device), self.student.to(self.device)
         self.run = RunDirectory(out)
         request = {"teacher": str(Path(teacher_path).resolve()), "architecture": architecture,
                    "field_config": asdict(field_config), "convert_config": asdict(config)}
@@ -79,7 +82,7 @@ class Converter(ResumableRun):
         self.optimizer = torch.optim.Adam(groups, eps=1e-15, fused=True)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.warmup = config.warmup
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.generator = make_generator(config.seed, self.device)
         self.point_focus, self.batch_rays = config.point_focus, config.batch_rays
         if splat_teacher:
             points = "points from their baked volume until the pixel stage starts" if config.splat_points else \
@@ -88,7 +91,7 @@ class Converter(ResumableRun):
             views, self.render_seconds = training_views(self.teacher, self.rig, config.views, config.seed)
             self.rays = RenderedRays(views, self.batch_rays)
         else:
-            self.rays, self.render_seconds = RigRays(self.rig, self.batch_rays), 0.0
+            self.rays, self.render_seconds = RigRays(self.rig, self.batch_rays, self.device), 0.0
         # a splat teacher's samples are placed by the student's own density, so they cannot wait
         self.lookahead = 1 if splat_teacher else max(1, TEACHER_RAYS // self.batch_rays)
         self.window: list[tuple[RayBatch, TaughtRays | None]] = []
@@ -132,12 +135,12 @@ class Converter(ResumableRun):
         generator is not used: it has moved on by the window's end)."""
         number, place = divmod(self.step, self.lookahead)
         if number != self.window_number:
-            generator = torch.Generator().manual_seed(self.config.seed * 2**32 + number)
+            generator = make_generator(self.config.seed * 2**32 + number, self.device)
             batches = [self.rays.batch(self.batch_rays, self.active_shares, generator) for _ in range(self.lookahead)]
             sizes = [batch.origins.shape[0] for batch in batches]
             colours = None if batches[0].colours is None else torch.cat([batch.colours for batch in batches])
             taught = teach_rays(self.teacher, self.student, self.stages, torch.cat([b.origins for b in batches]),
-                                torch.cat([b.directions for b in batches]), torch.rand(sum(sizes), generator=generator),
+                                torch.cat([b.directions for b in batches]), torch.rand(sum(sizes), generator=generator, device=self.device),
                                 colours, self.stride)
             ends = torch.tensor(sizes).cumsum(0).tolist()
             self.window = [(batch, None if taught is None else taught.rays(end - size, end))
@@ -203,7 +206,7 @@ class Converter(ResumableRun):
 
 def make_converter(teacher_path: str | Path, architecture: str, out: str | Path, config: ConvertConfig,
                    overrides: dict | None = None, log: Callable[[str], None] = lambda line: None,
-                   mesh_config: MeshConfig | None = None) -> ResumableRun:
+                   mesh_config: MeshConfig | None = None, device: str | torch.device = "cpu") -> ResumableRun:
     """The run that converts the teacher into `architecture`: splat and mesh students have their own."""
     if architecture not in (*ARCHITECTURES, "gaussians", "mesh"):
         raise FieldkitError(f"unknown target '{architecture}'; choose one of: {', '.join(ARCHITECTURES)}, gaussians, "
@@ -212,10 +215,12 @@ def make_converter(teacher_path: str | Path, architecture: str, out: str | Path,
         if overrides:
             raise FieldkitError("--set changes a field student's architecture; a mesh takes --faces, --texture-size "
                                 "and the other mesh options instead")
+        if resolve_device(device).type != "cpu":
+            log("a mesh student is extracted, unwrapped and refined on the CPU whatever --device says")
         return MeshDistiller(teacher_path, out, config, mesh_config or MeshConfig(), log=log)
     if architecture == "gaussians":
         if config.max_seconds:
             raise FieldkitError("--max-seconds is for field students: a splat student's densification follows "
                                 "its steps; give --steps instead")
-        return SplatDistiller(teacher_path, out, config, overrides, log)
-    return Converter(teacher_path, architecture, out, config, overrides, log)
+        return SplatDistiller(teacher_path, out, config, overrides, log, device)
+    return Converter(teacher_path, architecture, out, config, overrides, log, device)

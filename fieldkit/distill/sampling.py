@@ -36,18 +36,23 @@ class CameraRig:
     def poses(self, count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
+    @property
+    def device(self) -> torch.device:
+        """Where the rig's poses are drawn (its generators live there)."""
+        raise NotImplementedError
+
     def perturbed(self, eyes: Tensor, targets: Tensor, amount: float,
                   generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """The poses moved by Gaussian steps of `amount` times the rig's size, eye and target alike."""
         def step():
-            return torch.randn(eyes.shape, generator=generator) * amount * self.size
+            return torch.randn(eyes.shape, generator=generator, device=eyes.device) * amount * self.size
         return eyes + step(), targets + step()
 
     def rays(self, eyes: Tensor, targets: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Origins and unit directions [R, 3]: one random pixel of the camera at each pose."""
         cameras = Cameras.from_fov(look_at(eyes, targets), self.resolution, self.resolution, self.fov)
-        pixels = torch.rand(eyes.shape[0], 2, generator=generator) * self.resolution  # [R, 2]
-        return cameras.generate_rays(torch.arange(eyes.shape[0]), pixels[:, 0], pixels[:, 1])
+        pixels = torch.rand(eyes.shape[0], 2, generator=generator, device=eyes.device) * self.resolution  # [R, 2]
+        return cameras.generate_rays(torch.arange(eyes.shape[0], device=eyes.device), pixels[:, 0], pixels[:, 1])
 
 
 class OrbitRig(CameraRig):
@@ -65,8 +70,12 @@ class OrbitRig(CameraRig):
     def name(self) -> str:
         return "hemisphere" if self.upper_only else "sphere"
 
+    @property
+    def device(self) -> torch.device:
+        return self.centre.device
+
     def poses(self, count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        unit = torch.randn(count, 3, generator=generator)
+        unit = torch.randn(count, 3, generator=generator, device=self.centre.device)
         unit = unit / unit.norm(dim=-1, keepdim=True).clamp(min=1e-9)  # [R, 3] uniform on the sphere
         if self.upper_only:
             unit[:, 2] = unit[:, 2].abs()
@@ -88,10 +97,16 @@ class BoxRig(CameraRig):
 
     name = "box"
 
+    @property
+    def device(self) -> torch.device:
+        return self.forwards.device
+
     def poses(self, count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        eyes = self.low + torch.rand(count, 3, generator=generator) * (self.high - self.low)
-        chosen = torch.randint(self.forwards.shape[0], (count,), generator=generator)
-        forwards = self.forwards[chosen] + self.direction_jitter * torch.randn(count, 3, generator=generator)
+        device = self.forwards.device
+        eyes = self.low + torch.rand(count, 3, generator=generator, device=device) * (self.high - self.low)
+        chosen = torch.randint(self.forwards.shape[0], (count,), generator=generator, device=device)
+        forwards = self.forwards[chosen] + self.direction_jitter * torch.randn(count, 3, generator=generator,
+                                                                               device=device)
         return eyes, eyes + self.focus * forwards / forwards.norm(dim=-1, keepdim=True)
 
 
@@ -123,7 +138,7 @@ def choose_rig(requested: str, aabb: Tensor, dataset: dict) -> CameraRig:
         forward_facing = float(forwards.mean(dim=0).norm()) >= FORWARD_FACING_AGREEMENT
         if requested == "box" or forward_facing:
             focus = float((aabb[1] - aabb[0]).norm()) / 2
-            return BoxRig(cameras.positions, forwards, focus)
+            return BoxRig(cameras.positions.to(aabb.device), forwards.to(aabb.device), focus)
     if requested == "auto" and cameras is not None:
         centre_z = float((aabb[0, 2] + aabb[1, 2]) / 2)
         return OrbitRig(aabb, bool((cameras.positions[:, 2] >= centre_z).all()))

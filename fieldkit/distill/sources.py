@@ -39,11 +39,11 @@ class RigRays:
     """Rays through random pixels of fresh rig poses; hard rays are replayed unchanged and the
     poses behind them revisited with small perturbations."""
 
-    def __init__(self, rig: CameraRig, capacity: int):
+    def __init__(self, rig: CameraRig, capacity: int, device: torch.device | str = "cpu"):
         self.rig = rig
         # rows: origin, direction, eye, target of each hard ray / eye, target of each hard pose
-        self.hard_rays = HardestPool(capacity, (3, 3, 3, 3))
-        self.hard_poses = HardestPool(capacity, (3, 3))
+        self.hard_rays = HardestPool(capacity, (3, 3, 3, 3), device=device)
+        self.hard_poses = HardestPool(capacity, (3, 3), device=device)
 
     def batch(self, total: int, shares: ActiveShares, generator: torch.Generator) -> RayBatch:
         replayed = self.hard_rays.draw(int(total * shares.replay), generator)
@@ -67,17 +67,19 @@ class RenderedRays:
     def __init__(self, views: Dataset, capacity: int):
         self.cameras = views.cameras
         self.colours, self.view_of, self.pixel_x, self.pixel_y = views.pixels()  # [P, 3], [P] x 3
-        sizes = torch.tensor([image.shape[0] * image.shape[1] for image in views.images])
+        device = self.cameras.device
+        sizes = torch.tensor([image.shape[0] * image.shape[1] for image in views.images], device=device)
         self.view_start, self.view_size = torch.cumsum(sizes, 0) - sizes, sizes
-        self.hard_pixels = HardestPool(capacity, (1,), torch.long)
-        self.hard_views = HardestPool(capacity, (1,), torch.long)
+        self.hard_pixels = HardestPool(capacity, (1,), torch.long, device)
+        self.hard_views = HardestPool(capacity, (1,), torch.long, device)
 
     def batch(self, total: int, shares: ActiveShares, generator: torch.Generator) -> RayBatch:
         replayed = self.hard_pixels.draw(int(total * shares.replay), generator)[0][:, 0]
         views = self.hard_views.draw(int(total * shares.revisit), generator)[0][:, 0]
-        near = self.view_start[views] + (torch.rand(len(views), generator=generator)
+        near = self.view_start[views] + (torch.rand(len(views), generator=generator, device=generator.device)
                                          * self.view_size[views]).long().clamp(max=self.view_size[views] - 1)
-        fresh = torch.randint(len(self.colours), (total - len(replayed) - len(views),), generator=generator)
+        fresh = torch.randint(len(self.colours), (total - len(replayed) - len(views),), generator=generator,
+                              device=generator.device)
         pixels = torch.cat([replayed, near, fresh])
         origins, directions = self.cameras.generate_rays(self.view_of[pixels], self.pixel_x[pixels],
                                                          self.pixel_y[pixels])

@@ -21,6 +21,7 @@ from fieldkit.distill.evaluation import psnr_vs_teacher, teacher_test_set
 from fieldkit.distill.sampling import choose_rig
 from fieldkit.distill.student import load_teacher
 from fieldkit.distill.views import held_out_cameras, teacher_views, training_views
+from fieldkit.devices import resolve_device
 from fieldkit.errors import FieldkitError
 from fieldkit.gaussians.initialise import splats_from_points
 from fieldkit.gaussians.model import Splats
@@ -45,8 +46,8 @@ def splats_from_field(field: RadianceField, count: int, opacity: float, sh_degre
     cells = grid.occupied.nonzero()[:, 0]
     if cells.numel() == 0:
         raise FieldkitError("the teacher's occupancy grid is empty: there is nothing to convert")
-    picks = cells[torch.randint(len(cells), (count * CANDIDATES_PER_SPLAT,), generator=generator)]
-    points = grid.cell_centres(picks, torch.rand(len(picks), 3, generator=generator))  # [M, 3]
+    picks = cells[torch.randint(len(cells), (count * CANDIDATES_PER_SPLAT,), generator=generator, device=cells.device)]
+    points = grid.cell_centres(picks, torch.rand(len(picks), 3, generator=generator, device=cells.device))  # [M, 3]
     cell_width = float((grid.aabb[1] - grid.aabb[0]).min()) / grid.resolution
     log_density = torch.cat([field.field.log_density(part) for part in points.split(QUERY_CHUNK)])
     opacities = -torch.expm1(-log_density.exp() * cell_width)
@@ -62,14 +63,15 @@ class SplatDistiller(SplatTrainer):
     """Splats trained on `ConvertConfig.views` renders of a field teacher."""
 
     def __init__(self, teacher_path: str | Path, out: str | Path, config: ConvertConfig,
-                 overrides: dict | None = None, log: Callable[[str], None] = lambda line: None):
-        self.teacher = load_teacher(teacher_path)
+                 overrides: dict | None = None, log: Callable[[str], None] = lambda line: None,
+                 device: str | torch.device = "cpu"):
+        self.teacher = load_teacher(teacher_path).to(resolve_device(device))
         self.convert_config, self.log, self.notes = config, log, []
         self.rig = choose_rig(config.rig, self.teacher.aabb, self.teacher.dataset)
         train_config = TrainConfig(steps=config.steps, checkpoint_seconds=config.checkpoint_seconds,
                                    final_lr_fraction=config.final_lr_fraction, seed=config.seed)
         request = {"teacher": str(Path(teacher_path).resolve()), "convert_config": asdict(config)}
-        self.prepare(out, train_config, overrides, request, self._datasets)
+        self.prepare(out, train_config, overrides, request, self._datasets, device)
         self.model.dataset = dict(self.teacher.dataset)
 
     def note(self, line: str) -> None:

@@ -13,6 +13,7 @@ import torch
 
 from fieldkit.cameras import Cameras, look_at
 from fieldkit.data import Dataset
+from fieldkit.devices import make_generator
 from fieldkit.distill.sampling import CameraRig, OrbitRig, dataset_cameras
 from fieldkit.progress import progress_bar
 
@@ -20,6 +21,8 @@ from fieldkit.progress import progress_bar
 def view_cameras(rig: CameraRig, dataset: dict, count: int, generator: torch.Generator) -> Cameras:
     eyes, targets = rig.poses(count, generator)
     cameras = dataset_cameras(dataset)
+    if cameras is not None:
+        cameras = cameras.to(eyes.device)
     if cameras is None:
         return Cameras.from_fov(look_at(eyes, targets), rig.resolution, rig.resolution, rig.fov)
     if isinstance(rig, OrbitRig):
@@ -49,7 +52,7 @@ def training_views(teacher, rig: CameraRig, count: int, seed: int) -> tuple[Data
     """`count` renders of `teacher` from the rig's poses (seeded by the run's seed) to learn
     from, and the seconds they took: a conversion counts them in its own time."""
     started = time.perf_counter()
-    views = teacher_views(teacher, view_cameras(rig, teacher.dataset, count, torch.Generator().manual_seed(seed)))
+    views = teacher_views(teacher, view_cameras(rig, teacher.dataset, count, make_generator(seed, rig.device)))
     return views, time.perf_counter() - started
 
 
@@ -60,4 +63,4 @@ def held_out_cameras(rig: CameraRig, dataset: dict, count: int, seed: int) -> Ca
     """Cameras for scoring a conversion that involves splats: poses of the training rig that
     no training view shares, at the training views' scale (splats drawn at a lower resolution
     than they were fitted at alias, which would score the resolution, not the conversion)."""
-    return view_cameras(rig, dataset, count, torch.Generator().manual_seed(seed + HELD_OUT_SEED))
+    return view_cameras(rig, dataset, count, make_generator(seed + HELD_OUT_SEED, rig.device))

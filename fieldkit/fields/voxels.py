@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fieldkit.devices import draws_on
 from fieldkit.fields.activations import clamp_log_density
 from fieldkit.fields.base import Field, FieldOutput
 from fieldkit.fields.encodings import spherical_harmonics
@@ -101,7 +102,8 @@ class VoxelField(Field):
     def regularization(self, generator: torch.Generator | None = None) -> Tensor:
         """Total variation on a random subset of voxels (Plenoxels does the same for speed)."""
         size = self.config.resolution
-        index = torch.randint(0, size - 1, (3, self.config.tv_voxels), generator=generator).to(self.density.device)
+        index = torch.randint(0, size - 1, (3, self.config.tv_voxels), generator=generator,
+                              device=draws_on(generator)).to(self.density.device)
         total = self.density.new_zeros(())
         for grid in (self.density, self.sh):
             values = grid[0][:, index[0], index[1], index[2]]

@@ -61,9 +61,10 @@ class DensifyConfig:
 class ScreenGradientStats:
     """Per-splat sums of the screen-space gradient norm of its centre, and how often it was seen."""
 
-    def __init__(self, count: int):
-        self.grad_norm_sum = torch.zeros(count)  # [N]
-        self.visible_count = torch.zeros(count)  # [N]
+    def __init__(self, count: int, device: torch.device | str = "cpu"):
+        # on the splats' device: each step adds their gradients
+        self.grad_norm_sum = torch.zeros(count, device=device)  # [N]
+        self.visible_count = torch.zeros(count, device=device)  # [N]
 
     @torch.no_grad()
     def accumulate(self, means2d_grad: Tensor, radii: Tensor, width: int, height: int) -> None:
@@ -86,7 +87,7 @@ def split_children(splats: Splats, parents: Tensor, generator: torch.Generator |
     """S children per parent ([N] bool): centres drawn from the parent's Gaussian, scales shrunk."""
     scales = splats.log_scales[parents].exp()  # [M, 3]
     rotations = quaternion_to_rotation(splats.quaternions[parents])  # [M, 3, 3]
-    noise = torch.randn(SPLIT_CHILDREN, *scales.shape, generator=generator) * scales  # [S, M, 3]
+    noise = torch.randn(SPLIT_CHILDREN, *scales.shape, generator=generator, device=scales.device) * scales  # [S, M, 3]
     means = splats.means[parents] + torch.einsum("mij,smj->smi", rotations, noise)  # [S, M, 3]
     children = {name: getattr(splats, name)[parents].repeat(SPLIT_CHILDREN, *([1] * (getattr(splats, name).dim() - 1)))
                 for name in PARAMETER_NAMES}
@@ -115,7 +116,7 @@ def densify_and_prune(splats: Splats, optimizer: torch.optim.Optimizer, stats: S
     new = {name: torch.cat([getattr(splats, name)[clone], rows])
            for name, rows in split_children(splats, split, generator).items()}
     append_splats(splats, optimizer, new)
-    remove = torch.cat([split, torch.zeros(len(splats) - len(split), dtype=torch.bool)])
+    remove = torch.cat([split, torch.zeros(len(splats) - len(split), dtype=torch.bool, device=split.device)])
     remove |= torch.sigmoid(splats.opacity_logits) < config.min_opacity
     if prune_large:
         remove |= splats.log_scales.exp().amax(dim=-1) > config.max_scale_fraction * extent

@@ -19,6 +19,7 @@ import torch
 
 from fieldkit.data import Dataset, load_dataset
 from fieldkit.defaults import resolve_train
+from fieldkit.devices import make_generator, resolve_device, restore_generator
 from fieldkit.errors import FieldkitError
 from fieldkit.options import parse_setting
 from fieldkit.gaussians.asset import (
@@ -98,18 +99,20 @@ class SplatTrainer(PhotoRun):
 
     asset_name = ASSET_NAME
 
-    def __init__(self, source: str, out: str | Path, config: TrainConfig, overrides: dict | None = None):
+    def __init__(self, source: str, out: str | Path, config: TrainConfig, overrides: dict | None = None,
+                 device: str | torch.device = "cpu"):
         train_set = load_dataset(source, "train", downscale=config.downscale)
         test_set = load_dataset(source, "test", downscale=config.downscale)
         # read before the run directory is claimed: a bad file leaves nothing behind
         cloud = train_set.point_cloud
         self.point_cloud = read_point_cloud(cloud) if isinstance(cloud, Path) else cloud
-        self.prepare(out, config, overrides, {"source": str(source)}, lambda: (train_set, test_set))
+        self.prepare(out, config, overrides, {"source": str(source)}, lambda: (train_set, test_set), device)
 
     def prepare(self, out: str | Path, config: TrainConfig, overrides: dict | None, request: dict,
-                datasets: Callable[[], tuple[Dataset, Dataset]]) -> None:
+                datasets: Callable[[], tuple[Dataset, Dataset]], device: str | torch.device = "cpu") -> None:
         """Claims the run directory for `request`, then gets the (train, test) datasets and the
-        initial splats; `datasets` runs only once the directory is known to be this run's."""
+        initial splats on `device`; `datasets` runs only once the directory is known to be this run's."""
+        self.device = resolve_device(device)
         self.run = RunDirectory(out)
         self.splat_config, self.densify = _with_overrides([SplatConfig(), DensifyConfig()], overrides or {})
         if not 0 <= self.splat_config.sh_degree <= MAX_SH_DEGREE:
@@ -120,10 +123,10 @@ class SplatTrainer(PhotoRun):
                          "train_config": asdict(config)}
         request = request | {"architecture": "gaussians"} | self.settings
         self.resuming = self.run.claim(request)
-        self.train_set, self.test_set = datasets()
+        self.train_set, self.test_set = (dataset.to(self.device) for dataset in datasets())
         self.extent = scene_extent(self.train_set.cameras.positions)
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self.model = self.initial_splats()
+        self.generator = make_generator(config.seed, self.device)
+        self.model = self.initial_splats().to(self.device)
         self.model.dataset = {"name": self.train_set.name, "source": self.train_set.source,
                               "train_views": len(self.train_set), "test_views": len(self.test_set)}
         self._start_optimizer()
@@ -133,11 +136,11 @@ class SplatTrainer(PhotoRun):
         """The dataset's point cloud when it has one (3DGS starts from COLMAP's points), else
         `initial_splats` random points in the scene bounds; random colours where none are given."""
         if self.point_cloud is not None:
-            points, colours = self.point_cloud
+            points, colours = (None if value is None else value.to(self.device) for value in self.point_cloud)
         else:
             points, colours = random_points(self.train_set.aabb, self.splat_config.initial_splats, self.generator), None
         if colours is None:
-            colours = torch.rand(len(points), 3, generator=self.generator)
+            colours = torch.rand(len(points), 3, generator=self.generator, device=self.device)
         return splats_from_points(points, colours, self.splat_config.initial_opacity, self.splat_config.sh_degree,
                                   self.train_set.background)
 
@@ -147,7 +150,7 @@ class SplatTrainer(PhotoRun):
         self.optimizer = torch.optim.Adam([{"params": [getattr(self.model, name)], "lr": rates[name], "name": name}
                                            for name in PARAMETER_NAMES], eps=1e-15)
         self.means_lr = rates["means"]
-        self.stats = ScreenGradientStats(len(self.model))
+        self.stats = ScreenGradientStats(len(self.model), self.device)
 
     # -- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -163,18 +166,18 @@ class SplatTrainer(PhotoRun):
             return
         tensors, header = read_tensors(path)
         # the checkpoint holds as many splats as densification had made: rebuild to that count
-        self.model = splats_from_tensors(tensors, header, path)
+        self.model = splats_from_tensors(tensors, header, path).to(self.device)
         self._start_optimizer()
         load_optimizer_tensors(self.optimizer, tensors)
-        self.stats.grad_norm_sum, self.stats.visible_count = tensors["densify.grad_norm_sum"], \
-            tensors["densify.visible_count"]
-        self.generator.set_state(tensors["rng"])
+        self.stats.grad_norm_sum, self.stats.visible_count = tensors["densify.grad_norm_sum"].to(self.device), \
+            tensors["densify.visible_count"].to(self.device)
+        restore_generator(self.generator, tensors["rng"], path)
         self.step, self.seconds = header["step"], header["seconds"]
 
     # -- optimisation --------------------------------------------------------------------
     def train_step(self) -> float:
         self.model.active_sh_degree = min(self.step // self.splat_config.sh_degree_every, self.model.sh_degree)
-        index = int(torch.randint(0, len(self.train_set), (1,), generator=self.generator))
+        index = int(torch.randint(0, len(self.train_set), (1,), generator=self.generator, device=self.device))
         camera, target = self.train_set.cameras[index], self.train_set.images[index]
         output = self.model.render(camera)
         image = output.rgb[0]  # [H, W, 3]
@@ -193,7 +196,7 @@ class SplatTrainer(PhotoRun):
         if self.densify.refines_at(self.step):
             densify_and_prune(self.model, self.optimizer, self.stats, self.densify, self.extent,
                               prune_large=self.step > self.densify.reset_every, generator=self.generator)
-            self.stats = ScreenGradientStats(len(self.model))
+            self.stats = ScreenGradientStats(len(self.model), self.device)
         if self.densify.resets_at(self.step, self.steps):
             reset_opacities(self.model, self.optimizer, self.densify.reset_opacity)
 

@@ -6,6 +6,7 @@ import re
 import sys
 from pathlib import Path
 
+from fieldkit.devices import add_device_option
 from fieldkit.errors import FieldkitError
 from fieldkit.options import add_dataclass_options, config_argv, dataclass_from_args, number
 from fieldkit.viewer.commands import add_live_options, check_live_address
@@ -46,6 +47,7 @@ def _quiet_model_loading() -> None:
 
 
 def cmd_generate(args) -> int:
+    from fieldkit.devices import resolve_device
     from fieldkit.guidance.prior import load_prior
 
     from .api import make_run
@@ -57,7 +59,7 @@ def cmd_generate(args) -> int:
     check_live_address(args)
     prompts = read_prompts(args.prompts) if args.prompts else [args.prompt]
     _quiet_model_loading()
-    prior = load_prior(args.prior, args.device)
+    prior = load_prior(args.prior, resolve_device(args.device))
     for prompt in prompts:  # fail on any bad prompt before the first run starts
         prior.normalise_prompt(prompt)
     out = Path(args.out)
@@ -118,7 +120,7 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
                         help="with --prompts: prompts generated at once, as `fieldkit batch` jobs (default: 1)")
     parser.add_argument("--prior", default=None,
                         help="diffusers Stable Diffusion 1.x/2.x directory or hub id (default: the built-in prior)")
-    parser.add_argument("--device", default="cpu", help="torch device (cuda runs the prior in fp16)")
+    add_device_option(parser)  # cuda runs the prior in fp16
     add_live_options(parser)
     add_dataclass_options(parser, GenerateConfig)
     parser.set_defaults(run=cmd_generate)

@@ -1,18 +1,68 @@
 """Settings of `fieldkit generate`; each field's docstring is its command-line help."""
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
+from fieldkit.cameras import FIELD_OF_VIEW
 from fieldkit.errors import FieldkitError
 from fieldkit.options import check_numbers
 from fieldkit.guidance.schedules import TimestepSchedule
+from fieldkit.scenes.objects import CAMERA_DISTANCE, ELEVATION_DEGREES
 
 REPRESENTATIONS = ("gaussians", "field")
 GUIDANCES = ("sds", "bsd", "bsd-auto", "vsd")
-DEFAULT_STEPS = {"gaussians": 300, "field": 400}
-DEFAULT_RESOLUTION = {"gaussians": 64, "field": 32}
-DEFAULT_GUIDANCE_SCALE = {"sds": 20.0, "bsd": 20.0, "bsd-auto": None, "vsd": 7.5}
-"""bsd-auto has no guidance scale: its balance between prompt and smoothing sets itself."""
+
+
+@dataclass(frozen=True)
+class PriorProfile:
+    """What a kind of prior generates with by default: the settings its users run it with."""
+
+    name: str
+    steps: dict
+    """representation -> optimisation steps"""
+    resolution: dict
+    """representation -> render size in pixels (resized to the prior's own resolution)"""
+    guidance_scale: dict
+    """guidance -> classifier-free guidance scale (bsd-auto has none: its balance sets itself)"""
+    camera_distance: tuple[float, float]
+    elevation: tuple[float, float]
+    """degrees above the horizon"""
+    fov: tuple[float, float]
+    """horizontal field of view in degrees"""
+
+
+BUILTIN_PROFILE = PriorProfile(
+    "builtin", {"gaussians": 300, "field": 400}, {"gaussians": 64, "field": 32},
+    {"sds": 20.0, "bsd": 20.0, "bsd-auto": None, "vsd": 7.5},
+    # the built-in prior's training views (scenes.objects): one distance, one field of view
+    (CAMERA_DISTANCE, CAMERA_DISTANCE), ELEVATION_DEGREES, (math.degrees(FIELD_OF_VIEW),) * 2)
+STABLE_DIFFUSION_PROFILE = PriorProfile(
+    # DreamGaussian renders splats at up to 512 px and threestudio fields at 64-512 px for SD;
+    # DreamFusion's SDS needs CFG 100, ProlificDreamer's VSD 7.5 (its LoRA replaces the strong guidance)
+    "stable-diffusion", {"gaussians": 500, "field": 1000}, {"gaussians": 512, "field": 256},
+    {"sds": 100.0, "bsd": 100.0, "bsd-auto": None, "vsd": 7.5},
+    # threestudio's random cameras, scaled to fieldkit's object size (objects within ~0.55 of the origin)
+    (2.0, 2.8), (-10.0, 60.0), (40.0, 60.0))
+
+
+def profile_of(prior) -> PriorProfile:
+    """A latent (VAE) prior is a Stable Diffusion; a pixel-space one is the built-in kind."""
+    return BUILTIN_PROFILE if prior.vae is None else STABLE_DIFFUSION_PROFILE
+
+
+def parse_range(name: str, text: str | None) -> tuple[float, float] | None:
+    """'LOW,HIGH' or one number -> (low, high); None stays None."""
+    if text is None:
+        return None
+    try:
+        values = [float(part) for part in str(text).split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or not all(math.isfinite(value) for value in values) or values[0] > values[-1]:
+        raise FieldkitError(f"--{name.replace('_', '-')} {text}: give a number or LOW,HIGH (LOW <= HIGH)")
+    return values[0], values[-1]
 
 
 @dataclass
@@ -23,16 +73,27 @@ class GenerateConfig:
     """score-distillation loss: sds, bsd (balanced, PlacidDreamer's standard variant), bsd-auto (its
     auto-weighted variant, no guidance scale) or vsd (LoRA variational)"""
     steps: int | None = None
-    """optimisation steps (default: 300 for gaussians, 400 for a field)"""
+    """optimisation steps (default: the prior's profile; built-in: 300 for gaussians, 400 for a field; Stable
+    Diffusion: 500 and 1000)"""
     seed: int = 0
     """random seed; a seed gives the same asset on CPU"""
     guidance_scale: float | None = None
     """classifier-free guidance, diffusers' convention eps_u + s (eps_c - eps_u); bsd's classifier : smoothing
-    ratio (default: 20 for sds and bsd, 7.5 for vsd; bsd-auto takes none)"""
+    ratio (default: the prior's profile; built-in: 20 for sds and bsd, 7.5 for vsd; Stable Diffusion: 100 for
+    sds and bsd, 7.5 for vsd; bsd-auto takes none)"""
     views_per_step: int = 1
     """views rendered and guided per step"""
     resolution: int | None = None
-    """render size in pixels, resized to the prior's resolution (default: 64 for gaussians, 32 for a field)"""
+    """render size in pixels, resized to the prior's resolution (default: the prior's profile; built-in: 64 for
+    gaussians, 32 for a field; Stable Diffusion: 512 and 256)"""
+    camera_distance: str | None = None
+    """distance of the random views from the origin, a number or LOW,HIGH (default: the prior's profile;
+    built-in: 2.3; Stable Diffusion: 2.0,2.8)"""
+    elevation: str | None = None
+    """elevation range of the random views in degrees, LOW,HIGH (built-in: 0,40; Stable Diffusion: -10,60)"""
+    fov: str | None = None
+    """horizontal field of view of the random views in degrees, a number or LOW,HIGH (built-in: 39.6;
+    Stable Diffusion: 40,60)"""
     schedule: str = "annealed"
     """timestep schedule: annealed (uniform, shrinking upper bound) or linear (falling, DreamGaussian)"""
     t_min: float = 0.02
@@ -96,18 +157,42 @@ class GenerateConfig:
             raise FieldkitError("--guidance-scale does not apply to --guidance bsd-auto (its balance sets itself); "
                                 "use --guidance bsd for a fixed ratio")
         self.timestep_schedule()  # validates the schedule's settings
+        for name in ("camera_distance", "elevation", "fov"):
+            parse_range(name, getattr(self, name))
+        if self.fov is not None and not 0 < parse_range("fov", self.fov)[0] <= parse_range("fov", self.fov)[1] < 180:
+            raise FieldkitError(f"--fov {self.fov}: degrees between 0 and 180")
+        if self.camera_distance is not None and parse_range("camera_distance", self.camera_distance)[0] <= 0:
+            raise FieldkitError(f"--camera-distance {self.camera_distance}: must be above 0")
+
+    def resolved(self, profile: PriorProfile) -> "GenerateConfig":
+        """This config with every setting left to the default taken from `profile`."""
+        return dataclasses.replace(
+            self, steps=self.steps or profile.steps[self.rep], resolution=self.resolution or profile.resolution[self.rep],
+            guidance_scale=self.guidance_scale or profile.guidance_scale[self.guidance],
+            camera_distance=self.camera_distance or _range_text(profile.camera_distance),
+            elevation=self.elevation or _range_text(profile.elevation), fov=self.fov or _range_text(profile.fov))
 
     @property
     def total_steps(self) -> int:
-        return self.steps or DEFAULT_STEPS[self.rep]
+        return self.steps or BUILTIN_PROFILE.steps[self.rep]
 
     @property
     def render_resolution(self) -> int:
-        return self.resolution or DEFAULT_RESOLUTION[self.rep]
+        return self.resolution or BUILTIN_PROFILE.resolution[self.rep]
 
     @property
     def scale(self) -> float | None:
-        return self.guidance_scale or DEFAULT_GUIDANCE_SCALE[self.guidance]
+        return self.guidance_scale or BUILTIN_PROFILE.guidance_scale[self.guidance]
+
+    def camera_ranges(self) -> tuple[tuple[float, float], tuple[float, float], tuple[float, float]]:
+        """(distance, elevation in degrees, horizontal fov in degrees) ranges of the random views."""
+        profile = self.resolved(BUILTIN_PROFILE)
+        return tuple(parse_range(name, getattr(profile, name)) for name in ("camera_distance", "elevation", "fov"))
 
     def timestep_schedule(self) -> TimestepSchedule:
         return TimestepSchedule(self.schedule, self.t_min, self.t_max, self.anneal_to)
+
+
+def _range_text(bounds: tuple[float, float]) -> str:
+    """(low, high) as the option spells it: one number when they agree."""
+    return repr(bounds[0]) if bounds[0] == bounds[1] else f"{bounds[0]!r},{bounds[1]!r}"

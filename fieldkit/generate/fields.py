@@ -39,7 +39,7 @@ def fit_blob(model: RadianceField, generator: torch.Generator) -> None:
     optimizer = torch.optim.Adam(model.field.parameters(), lr=HASHGRID["learning_rate"])
     aabb = model.aabb
     for _ in range(BLOB_FIT_STEPS):
-        points = aabb[0] + torch.rand(BLOB_FIT_POINTS, 3, generator=generator).to(aabb) * (aabb[1] - aabb[0])
+        points = aabb[0] + torch.rand(BLOB_FIT_POINTS, 3, generator=generator, device=aabb.device) * (aabb[1] - aabb[0])
         loss = (model.field.log_density(points) - blob_log_density(points).clamp(min=-10)).square().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -66,7 +66,7 @@ class FieldGeneration(GenerationRun):
         outputs = []
         for index in range(len(cameras)):
             origins, directions = cameras.image_rays(index)  # [R, 3]
-            jitter = torch.rand(len(origins), generator=self.generator).to(origins)
+            jitter = torch.rand(len(origins), generator=self.generator, device=origins.device)
             outputs.append(self.model.render_rays(origins, directions, black, jitter))
         shape = (len(cameras), int(cameras.height[0]), int(cameras.width[0]))
         return Renders(torch.stack([o.rgb for o in outputs]).view(*shape, 3),

@@ -151,11 +151,13 @@ def render_asset(asset, scale: float, resolution: int = RESOLUTION, elevations=E
     """The asset scaled by `scale` about the origin, on the metric's cameras (the camera moves to
     CAMERA_DISTANCE / scale instead; depths are returned in the scaled asset's units)."""
     cameras = ring_cameras(resolution, CAMERA_DISTANCE / scale, elevations)
-    parts = [asset.render(cameras[start:start + RENDER_CHUNK], background=torch.zeros(3))
+    black = torch.zeros(3, device=asset.aabb.device if hasattr(asset, "aabb") else None)
+    parts = [asset.render(cameras[start:start + RENDER_CHUNK], background=black)
              for start in range(0, len(cameras), RENDER_CHUNK)]
-    alpha = torch.cat([part.alpha for part in parts]).float()
-    premultiplied = torch.cat([part.rgb for part in parts]).float()
-    depth = torch.cat([part.depth for part in parts]).float() * scale
+    # the metrics compare with the traced truth, which lives on the CPU
+    alpha = torch.cat([part.alpha for part in parts]).float().cpu()
+    premultiplied = torch.cat([part.rgb for part in parts]).float().cpu()
+    depth = torch.cat([part.depth for part in parts]).float().cpu() * scale
     grid = (len(elevations), AZIMUTHS, resolution, resolution)
     colour = (premultiplied / alpha.clamp(min=1e-6)[..., None]).clamp(0, 1)
     return Views(alpha.view(grid), depth.view(grid), colour.view(*grid, 3))

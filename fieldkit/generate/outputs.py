@@ -55,20 +55,24 @@ def foreground_saturation(rgb: Tensor, alpha: Tensor) -> float:
     return float(saturation[mask].mean()) if mask.any() else 0.0
 
 
-def prompt_fidelity(images: Tensor, prompt: str) -> dict | None:
-    """The built-in prior evaluator's scores of `images` [C, 3, H, W] for `prompt`; None where no
-    evaluator is installed or the prompt is not one it can score (open-vocabulary priors)."""
+def prompt_fidelity(images: Tensor, prompt: str) -> dict:
+    """The built-in prior evaluator's scores of `images` [C, 3, H, W] for `prompt`; where no evaluator
+    is installed or the prompt is not one it can score, a note that says why instead."""
     from fieldkit.prior.evaluator import score_images
 
     try:
         return score_images(images, prompt)
-    except FieldkitError:
-        return None
+    except FieldkitError as error:
+        return {"note": f"not scored: {error}"}
 
 
-def evaluate(model, prompt: str) -> dict:
-    """Prompt fidelity and foreground saturation over EVALUATION_VIEWS turntable views."""
+def evaluate(model, prompt: str, score: bool = True) -> dict:
+    """Prompt fidelity (when `score`) and foreground saturation over EVALUATION_VIEWS turntable views."""
     rgb, alpha = render_turntable(model, EVALUATION_VIEWS, EVALUATION_RESOLUTION)
-    scores = prompt_fidelity(rgb.permute(0, 3, 1, 2), prompt) or {}
+    saturation = {"saturation": foreground_saturation(rgb, alpha)}
+    if not score:
+        return saturation
+    scores = prompt_fidelity(rgb.permute(0, 3, 1, 2), prompt)
+    note = {"fidelity_note": scores["note"]} if "note" in scores else {}
     return {"fidelity": scores.get("fidelity"), "fidelity_shape": scores.get("shape"),
-            "fidelity_colour": scores.get("colour"), "saturation": foreground_saturation(rgb, alpha)}
+            "fidelity_colour": scores.get("colour")} | note | saturation

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
+from fieldkit.devices import make_generator
 from fieldkit.errors import FieldkitError
-from fieldkit.generate.config import GenerateConfig
+from fieldkit.generate.config import BUILTIN_PROFILE, GenerateConfig, profile_of
 from fieldkit.generate.outputs import (
     evaluate,
     render_turntable,
@@ -57,12 +58,15 @@ class GenerationRun(ResumableRun):
     which throttles itself)."""
 
     def __init__(self, prompt: str, out: str | Path, config: GenerateConfig, prior: Prior):
-        self.config, self.prior, self.run = config, prior, RunDirectory(out)
+        self.prior, self.run, self.profile = prior, RunDirectory(out), profile_of(prior)
         self.prompt = prior.normalise_prompt(prompt)  # bad prompts fail before any file is written
-        self.steps = config.total_steps
         self.resuming = self.run.claim({"prompt": self.prompt, "prior": prior.source, "config": asdict(config)})
+        # what the user left to the default is the prior's profile's (metrics.json records the result)
+        self.config = config = config.resolved(self.profile)
+        self.steps = config.total_steps
         torch.manual_seed(config.seed)  # parameter initialisation, the LoRA's included
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.device = prior.device  # the representation is built and optimised where the prior runs
+        self.generator = make_generator(config.seed, self.device)  # views, noise and timesteps are drawn there
         self.prompts = PromptProcessor.build(prior, self.prompt, config.negative_prompt, config.view_prompts,
                                              config.perp_neg)
         self.schedule = config.timestep_schedule()
@@ -88,7 +92,7 @@ class GenerationRun(ResumableRun):
         # the splat rasterizer culls NaN splats, so a NaN parameter need not show in the loss
         self.check_finite(sum(parameter.detach().sum() for parameter in self.model.parameters()), "a parameter")
         views = random_views(self.config.views_per_step, self.config.render_resolution,
-                             self.config.random_background, self.generator)
+                             self.config.random_background, self.generator, self.config.camera_ranges())
         renders = self.render(views.cameras)
         images = shaded_images(renders, views.cameras, views.background, self.config.lambertian,
                                self.config.textureless, self.generator)
@@ -150,8 +154,16 @@ class GenerationRun(ResumableRun):
             if self.history and name in self.history[0]:
                 metrics |= {f"{name}_start": self.mean_figure(name, last=False),
                             f"{name}_end": self.mean_figure(name, last=True)}
-        return self.write_results(metrics | evaluate(self.model, self.prompt) | self.geometry() |
-                                  self.representation_metrics())
+        metrics |= {"profile": self.profile.name, "settings": asdict(self.config)}
+        return self.write_results(metrics | self.fidelity() | self.geometry() | self.representation_metrics())
+
+    def fidelity(self) -> dict:
+        """The built-in evaluator knows the built-in prior's world only: it scores nothing else."""
+        if self.profile is not BUILTIN_PROFILE:
+            return {"fidelity": None, "fidelity_note": f"not scored: the built-in evaluator judges the built-in "
+                                                       f"prior's renders only, not {self.prior.source}'s"} | \
+                evaluate(self.model, self.prompt, score=False)
+        return evaluate(self.model, self.prompt)
 
     def geometry(self) -> dict:
         """Geometry against the ground truth (`geometry.py`): only the built-in world has one."""

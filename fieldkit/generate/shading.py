@@ -51,7 +51,7 @@ def depth_normals(depth: Tensor, cameras: Cameras) -> Tensor:  # [B, H, W] -> un
 
 def lambertian(renders: Renders, cameras: Cameras, textureless: bool, generator: torch.Generator) -> Tensor:
     """Premultiplied colour [B, H, W, 3] lit by a point light near each camera."""
-    jitter = (torch.rand(len(cameras), 3, generator=generator) * 2 - 1) * LIGHT_JITTER
+    jitter = (torch.rand(len(cameras), 3, generator=generator, device=generator.device) * 2 - 1) * LIGHT_JITTER
     lights = cameras.positions + jitter  # [B, 3]
     points = world_points(renders.depth.detach(), cameras)
     to_light = F.normalize(lights[:, None, None, :] - points, dim=-1)
@@ -64,7 +64,7 @@ def lambertian(renders: Renders, cameras: Cameras, textureless: bool, generator:
 def shaded_images(renders: Renders, cameras: Cameras, background: Tensor, lambertian_probability: float,
                   textureless_probability: float, generator: torch.Generator) -> Tensor:
     """Images [B, 3, H, W] for the prior: one shading pass drawn for the batch, on `background` [B, 3]."""
-    draw = float(torch.rand((), generator=generator))
+    draw = float(torch.rand((), generator=generator, device=generator.device))
     colour = renders.colour
     if draw < textureless_probability:
         colour = lambertian(renders, cameras, True, generator)

@@ -60,15 +60,16 @@ OUTLIER_FACTOR = 4.0
 
 def ball_points(count: int, radius: float, generator: torch.Generator) -> torch.Tensor:  # -> [N, 3]
     """Uniform in a ball (DreamGaussian's initial cloud)."""
-    directions = torch.nn.functional.normalize(torch.randn(count, 3, generator=generator), dim=-1)
-    return directions * radius * torch.rand(count, 1, generator=generator).pow(1 / 3)
+    device = generator.device
+    directions = torch.nn.functional.normalize(torch.randn(count, 3, generator=generator, device=device), dim=-1)
+    return directions * radius * torch.rand(count, 1, generator=generator, device=device).pow(1 / 3)
 
 
 def initial_splats(generator: torch.Generator) -> Splats:
     """The splats a run starts from: random colours in a ball (also the benchmark's baseline row)."""
     points = ball_points(INITIAL_SPLATS, INITIAL_RADIUS, generator)
-    colours = torch.rand(INITIAL_SPLATS, 3, generator=generator)
-    return splats_from_points(points, colours, INITIAL_OPACITY, 0, torch.ones(3))
+    colours = torch.rand(INITIAL_SPLATS, 3, generator=generator, device=generator.device)
+    return splats_from_points(points, colours, INITIAL_OPACITY, 0, torch.ones(3, device=points.device))
 
 
 def alpha_entropy(alpha: torch.Tensor) -> torch.Tensor:  # [C, H, W] -> []
@@ -125,7 +126,7 @@ class SplatGeneration(GenerationRun, SplatTrainer):
         self.optimizer = torch.optim.Adam([{"params": [getattr(self.model, name)], "lr": LEARNING_RATES[name] * scale,
                                             "name": name} for name in PARAMETER_NAMES], eps=1e-15)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
-        self.stats = ScreenGradientStats(len(self.model))
+        self.stats = ScreenGradientStats(len(self.model), self.model.means.device)
 
     @property
     def sharpen_step(self) -> int:
@@ -146,7 +147,7 @@ class SplatGeneration(GenerationRun, SplatTrainer):
         if remove.all():
             return  # an empty model would end the run; the prior has nothing to shape then anyway
         keep_splats(self.model, self.optimizer, ~remove)
-        self.stats = ScreenGradientStats(len(self.model))
+        self.stats = ScreenGradientStats(len(self.model), self.model.means.device)
 
     def after_step(self) -> None:
         super().after_step()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from fieldkit.devices import draws_on
 from fieldkit.guidance.prior import Prior
 from fieldkit.guidance.prompts import Conditioning
 
@@ -22,7 +23,7 @@ class GuidanceOutput:
 def add_noise(prior: Prior, samples: Tensor, timesteps: Tensor,
               generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
     """(z_t, eps): `samples` [B, C, H, W] noised to `timesteps` [B], with the noise drawn."""
-    noise = torch.randn(samples.shape, generator=generator).to(samples)
+    noise = torch.randn(samples.shape, generator=generator, device=draws_on(generator)).to(samples)
     alpha = prior.alphas_cumprod[timesteps].view(-1, 1, 1, 1)
     return alpha.sqrt() * samples + (1 - alpha).sqrt() * noise, noise
 

@@ -129,7 +129,7 @@ def _closed_vocabulary(tokenizer) -> frozenset[str] | None:
 
 def resolve_prior_source(source: str | None) -> str:
     """A local directory path, or a hub id; None and "builtin" mean the shipped prior."""
-    return str(BUILTIN_DIRECTORY) if source in (None, BUILTIN) else source
+    return str(BUILTIN_DIRECTORY) if source in (None, BUILTIN) else str(source)
 
 
 def _pipeline_index(path: str, named_by_user: bool) -> dict:

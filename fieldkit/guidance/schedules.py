@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from fieldkit.devices import draws_on
 from fieldkit.errors import FieldkitError
 
 SCHEDULES = ("annealed", "linear")
@@ -46,5 +47,5 @@ class TimestepSchedule:
     def sample(self, count: int, step: int, steps: int, num_train_timesteps: int,
                generator: torch.Generator | None = None) -> Tensor:  # -> [B] int64
         low, high = self.bounds(step / max(steps - 1, 1))
-        fractions = low + (high - low) * torch.rand(count, generator=generator)
+        fractions = low + (high - low) * torch.rand(count, generator=generator, device=draws_on(generator))
         return (fractions * (num_train_timesteps - 1)).round().long()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from fieldkit.devices import draws_on
 from fieldkit.guidance.base import Guidance, GuidanceOutput, add_noise
 from fieldkit.guidance.cfg import predict_noises
 from fieldkit.guidance.lora import adapted_copy, camera_features, trainable_parameters
@@ -44,10 +45,10 @@ class VSD(Guidance):
 
         The loss itself rises and falls with the timesteps drawn and with how far the renders are
         from anything the prior knows; the ratio shows what the LoRA has learnt about them."""
-        timesteps = torch.randint(0, self.prior.num_train_timesteps, (samples.shape[0],), generator=generator)
-        timesteps = timesteps.to(samples.device)
+        timesteps = torch.randint(0, self.prior.num_train_timesteps, (samples.shape[0],), generator=generator,
+                                  device=draws_on(generator)).to(samples.device)
         noisy, noise = add_noise(self.prior, samples, timesteps, generator)
-        keep = (torch.rand(samples.shape[0], generator=generator) > CAMERA_DROPOUT).to(cameras)
+        keep = (torch.rand(samples.shape[0], generator=generator, device=draws_on(generator)) > CAMERA_DROPOUT).to(cameras)
         with torch.no_grad():
             pretrained = (self.prior.predict_noise(noisy, timesteps, cond).float() - noise).square().mean()
         with torch.enable_grad():

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from fieldkit.atomic import output_directory
+from fieldkit.devices import add_device_option, resolve_device
 from fieldkit.options import add_dataclass_options, dataclass_from_args, number
 
 
@@ -24,7 +25,7 @@ def cmd_prior_sample(args) -> int:
 
     from .sampling import sample_images
 
-    prior = load_prior(args.prior, args.device)
+    prior = load_prior(args.prior, resolve_device(args.device))
     images = sample_images(prior, args.prompt, args.n, args.guidance_scale, args.steps, args.seed)
     out = output_directory(args.out)
     stem = "_".join(prior.normalise_prompt(args.prompt).split())[:60] or "sample"
@@ -73,7 +74,7 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
                         help=f"classifier-free guidance, diffusers convention (default: {DEFAULT_GUIDANCE_SCALE})")
     sample.add_argument("--steps", type=number(int, 1), default=DEFAULT_SAMPLING_STEPS, help="DDIM steps")
     sample.add_argument("--seed", type=number(int), default=0)
-    sample.add_argument("--device", default="cpu")
+    add_device_option(sample)
     sample.set_defaults(run=cmd_prior_sample)
 
     export = actions.add_parser("export", help="write an unfinished run's latest averaged weights as a prior")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from fieldkit.devices import make_generator
 from fieldkit.cameras import orbit_cameras
 from fieldkit.scenes.objects import CAMERA_DISTANCE, SCALES, Piece, object_scene, render_views
 
@@ -48,7 +49,7 @@ class ObjectImages:
 
 def _jittered(colour: str, generator: torch.Generator) -> tuple[float, float, float]:
     base = torch.tensor(COLOURS[colour])
-    return tuple((base + COLOUR_JITTER * (2 * torch.rand(3, generator=generator) - 1)).clamp(0, 1).tolist())
+    return tuple((base + COLOUR_JITTER * (2 * torch.rand(3, generator=generator, device=generator.device) - 1)).clamp(0, 1).tolist())
 
 
 VIEWS_PER_SCENE = 8
@@ -57,20 +58,20 @@ VIEWS_PER_SCENE = 8
 
 def _render_scene(pieces: list[Piece], views: int, resolution: int, generator: torch.Generator):
     """`views` random views of one scene -> (images [V, 3, H, W], azimuths [V], elevations [V])."""
-    azimuth = torch.rand(views, generator=generator) * 360 - 180
-    elevation = torch.rand(views, generator=generator) * 40
+    azimuth = torch.rand(views, generator=generator, device=generator.device) * 360 - 180
+    elevation = torch.rand(views, generator=generator, device=generator.device) * 40
     images = render_views(object_scene(pieces), orbit_cameras(azimuth, elevation, CAMERA_DISTANCE, resolution))
     return images.permute(0, 3, 1, 2), azimuth, elevation
 
 
 def _random_turn(generator: torch.Generator) -> float:
-    return float(torch.rand((), generator=generator)) * 360
+    return float(torch.rand((), generator=generator, device=generator.device)) * 360
 
 
 def render_objects(seed: int, views_per_object: int, stack_views: int, resolution: int = 32) -> ObjectImages:
     """Every (shape, colour, size) from `views_per_object` random views, plus `stack_views` views
     of random two-piece stacks."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = make_generator(seed, "cpu")  # the scenes are rendered on the CPU
     renders, rows = [], []
     for shape_index, shape in enumerate(SHAPES):
         for colour_index, colour in enumerate(COLOUR_NAMES):
@@ -82,8 +83,8 @@ def render_objects(seed: int, views_per_object: int, stack_views: int, resolutio
                     rows += [((shape_index, NO_PIECE), (colour_index, NO_PIECE), size_index)] * views
     for start in range(0, stack_views, VIEWS_PER_SCENE):
         views = min(VIEWS_PER_SCENE, stack_views - start)
-        shapes = torch.randint(len(SHAPES), (2,), generator=generator).tolist()
-        colours = torch.randint(len(COLOUR_NAMES), (2,), generator=generator).tolist()
+        shapes = torch.randint(len(SHAPES), (2,), generator=generator, device=generator.device).tolist()
+        colours = torch.randint(len(COLOUR_NAMES), (2,), generator=generator, device=generator.device).tolist()
         pieces = [Piece(SHAPES[s], _jittered(COLOUR_NAMES[c], generator), scale, _random_turn(generator))
                   for s, c, scale in zip(shapes, colours, STACK_SCALES)]
         renders.append(_render_scene(pieces, views, resolution, generator))
@@ -104,7 +105,7 @@ def caption(data: ObjectImages, index: int, generator: torch.Generator) -> str:
     """A random phrasing of image `index`: size words and view suffixes are sometimes left out,
     so that the short prompts users type are in the training distribution."""
     shape, colour = data.shape[index].tolist(), data.colour[index].tolist()
-    draws = torch.rand(2, generator=generator).tolist()
+    draws = torch.rand(2, generator=generator, device=generator.device).tolist()
     if shape[1] == NO_PIECE:
         size = SIZES[int(data.size[index])] if draws[0] < 0.5 else None
         text = single_caption(SHAPES[shape[0]], COLOUR_NAMES[colour[0]], size)

@@ -134,7 +134,7 @@ def score_images(images: Tensor, prompt: str, model: ShapeColourNet | None = Non
     """Fractions of views [N, 3, H, W] classified as the prompt's shape, colour, and both."""
     shape, colour = parse_single(normalise(prompt, frozenset(WORDS)))
     model = load_evaluator() if model is None else model
-    shapes, colours = classify(model, images)
+    shapes, colours = classify(model, images.to(next(model.parameters()).device))  # renders may be on a GPU
     shape_hit, colour_hit = shapes == SHAPES.index(shape), colours == COLOUR_NAMES.index(colour)
     return {"shape": shape_hit.float().mean().item(), "colour": colour_hit.float().mean().item(),
             "fidelity": (shape_hit & colour_hit).float().mean().item(), "views": int(images.shape[0])}

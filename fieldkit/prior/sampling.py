@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from fieldkit.devices import make_generator
 from fieldkit.guidance.prior import Prior
 
 DEFAULT_GUIDANCE_SCALE = 5.0
@@ -22,8 +23,8 @@ def sample_images(prior: Prior, prompt: str, count: int, guidance_scale: float =
     cond = prior.encode_prompt([prompt, ""])  # [2, L, D]
     cond = cond.repeat_interleave(count, dim=0)  # [2 * count, L, D]: conditional rows, then unconditional
     channels, size = prior.unet.config.in_channels, prior.unet.config.sample_size
-    generator = torch.Generator().manual_seed(seed)
-    samples = torch.randn((count, channels, size, size), generator=generator).to(prior.device, prior.dtype)
+    generator = make_generator(seed, prior.device)
+    samples = torch.randn((count, channels, size, size), generator=generator, device=prior.device).to(prior.dtype)
     for timestep in scheduler.timesteps:
         eps = prior.predict_noise(samples.repeat(2, 1, 1, 1), timestep.expand(2 * count).to(prior.device), cond)
         eps_cond, eps_uncond = eps.chunk(2)

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from fieldkit.devices import make_generator, resolve_device, restore_generator
 from fieldkit.errors import FieldkitError
 from fieldkit.options import check_numbers
 from fieldkit.asset_file import read_tensors, write_tensors
@@ -53,8 +54,8 @@ class PriorTrainConfig:
     """seconds between checkpoints"""
     seed: int = 0
     """random seed (data, initial weights and noise)"""
-    device: str = "cpu"
-    """torch device, e.g. cuda"""
+    device: str = "auto"
+    """where the run computes: auto (CUDA when present, else the CPU), cpu, or cuda (also cuda:N)"""
 
     def __post_init__(self):
         check_numbers(self, positive=("steps", "batch_size", "learning_rate", "final_lr_fraction", "views_per_object",
@@ -71,13 +72,16 @@ class PriorTrainer(ResumableRun):
         self.run.claim({"command": "prior train", **asdict(config)})
         torch.manual_seed(config.seed)
         self.components = PriorComponents.build(PriorArchitecture(resolution=config.resolution))
-        self.device = torch.device(config.device)
+        self.device = resolve_device(config.device)
         self.model = torch.nn.ModuleDict({"unet": self.components.unet, "text_encoder": self.components.text_encoder})
         self.model.to(self.device)
         self.average = {name: value.detach().clone() for name, value in self.model.state_dict().items()}
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate, weight_decay=1e-2)
         self.base_lrs = [config.learning_rate]
-        self.generator = torch.Generator().manual_seed(config.seed)
+        # the images and captions live on the CPU, so their draws are made there; noise and timesteps
+        # are drawn where the model is
+        self.generator = make_generator(config.seed, "cpu")
+        self.noise_generator = make_generator(config.seed, self.device)
         self.steps, self.step, self.seconds, self.losses = config.steps, 0, 0.0, []
         self.data = render_objects(config.seed, config.views_per_object, config.stack_views,
                                    config.resolution) if render_data else None
@@ -86,18 +90,18 @@ class PriorTrainer(ResumableRun):
         self.snr = (alphas / (1 - alphas)).to(self.device)  # [T]
 
     def train_step(self) -> dict:
-        batch = torch.randint(len(self.data), (self.config.batch_size,), generator=self.generator)
+        batch = torch.randint(len(self.data), (self.config.batch_size,), generator=self.generator, device="cpu")
         images = self.data.images[batch]
-        flip = torch.rand(len(batch), generator=self.generator) < 0.5
+        flip = torch.rand(len(batch), generator=self.generator, device="cpu") < 0.5
         images = torch.where(flip[:, None, None, None], images.flip(-1), images).to(self.device) * 2 - 1
-        dropped = torch.rand(len(batch), generator=self.generator) < self.config.caption_dropout
+        dropped = torch.rand(len(batch), generator=self.generator, device="cpu") < self.config.caption_dropout
         captions = ["" if drop else caption(self.data, int(index), self.generator) for index, drop in zip(batch, dropped)]
         tokens = self.tokenizer(captions, padding="max_length", max_length=self.tokenizer.model_max_length,
                                 return_tensors="pt").input_ids.to(self.device)
-        noise = torch.randn(images.shape, generator=self.generator).to(self.device)
-        timesteps = torch.randint(self.scheduler.config.num_train_timesteps, (len(batch),), generator=self.generator)
-        noisy = self.scheduler.add_noise(images, noise, timesteps).to(self.device)
-        timesteps = timesteps.to(self.device)
+        noise = torch.randn(images.shape, generator=self.noise_generator, device=self.device)
+        timesteps = torch.randint(self.scheduler.config.num_train_timesteps, (len(batch),),
+                                  generator=self.noise_generator, device=self.device)
+        noisy = self.scheduler.add_noise(images, noise, timesteps)
         text = self.model["text_encoder"](tokens)[0]
         predicted = self.model["unet"](noisy, timesteps, encoder_hidden_states=text).sample
         # epsilon-prediction with Min-SNR-gamma: weight min(SNR, gamma) / SNR per sample
@@ -118,7 +122,8 @@ class PriorTrainer(ResumableRun):
         tensors = {f"model.{name}": value for name, value in self.model.state_dict().items()}
         tensors |= {f"average.{name}": value for name, value in self.average.items()}
         tensors |= optimizer_tensors(self.optimizer)
-        tensors |= {"rng": self.generator.get_state(), "losses": torch.tensor(self.losses)}
+        tensors |= {"rng": self.generator.get_state(), "noise_rng": self.noise_generator.get_state(),
+                    "losses": torch.tensor(self.losses)}
         write_tensors(self.run.file(CHECKPOINT_NAME), tensors,
                       {"kind": "checkpoint", "step": self.step, "seconds": self.seconds})
         write_curve_png(self.run.file("loss.png"), self.losses, "training loss")
@@ -132,6 +137,8 @@ class PriorTrainer(ResumableRun):
         self.average = {name[8:]: value.to(self.device) for name, value in tensors.items() if name.startswith("average.")}
         load_optimizer_tensors(self.optimizer, tensors)
         self.generator.set_state(tensors["rng"])
+        if "noise_rng" in tensors:  # checkpoints before noise had its own generator drew it from "rng"
+            restore_generator(self.noise_generator, tensors["noise_rng"], path)
         self.losses = tensors["losses"].tolist()
         self.step, self.seconds = header["step"], header["seconds"]
 
