@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fieldkit.devices import add_device_option, resolve_device
 from fieldkit.errors import FieldkitError
 from fieldkit.options import add_dataclass_options, dataclass_from_args, number
 
@@ -26,7 +27,7 @@ def _prior(args):
     from fieldkit.guidance.prior import load_prior
 
     _quiet_model_loading()
-    return load_prior(args.prior, args.device)
+    return load_prior(args.prior, resolve_device(args.device))
 
 
 def cmd_generate_layers(args) -> int:
@@ -125,7 +126,7 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
                            help="only split: skip the score distillation that fills in the hidden parts")
     decompose.add_argument("--prior", default=None,
                            help="diffusers Stable Diffusion directory or hub id (default: the built-in prior)")
-    decompose.add_argument("--device", default="cpu", help="torch device")
+    add_device_option(decompose)
     add_dataclass_options(decompose.add_argument_group("completion (as for generate)"), GenerateConfig)
     decompose.set_defaults(run=cmd_decompose)
 

@@ -51,7 +51,7 @@ LAYER_SIZE = 0.7
 def views_from_below(views: Views, generator: torch.Generator) -> Views:
     """The same azimuths and backgrounds, at elevations from -BELOW_ELEVATION to the prior's highest."""
     low, high = -BELOW_ELEVATION, ELEVATION_DEGREES[1]
-    elevation = low + torch.rand(len(views.elevation), generator=generator) * (high - low)
+    elevation = low + torch.rand(len(views.elevation), generator=generator, device=generator.device) * (high - low)
     cameras = orbit_cameras(views.azimuth, elevation, CAMERA_DISTANCE, int(views.cameras.width[0]))
     return Views(cameras, views.azimuth, elevation, views.background)
 
@@ -116,7 +116,8 @@ class LayerGeneration(SplatGeneration):
     def alone_loss(self) -> tuple[torch.Tensor, torch.Tensor | float]:
         """The guidance on the layer alone, with its own prompt, and the cleaning's alpha entropy."""
         views = views_from_below(random_views(self.config.views_per_step, self.config.render_resolution,
-                                              self.config.random_background, self.generator), self.generator)
+                                              self.config.random_background, self.generator,
+                                              self.config.camera_ranges()), self.generator)
         frame = frame_of(self.model)
         renders, _ = rendered(self.model, framed(views.cameras, frame), frame.zoom)
         images = shaded_images(renders, views.cameras, views.background, self.config.lambertian,
