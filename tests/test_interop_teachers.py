@@ -386,6 +386,22 @@ def test_a_nerfacto_checkpoint_answers_like_the_field_it_was_written_from(nerfac
         assert psnr(loaded.render(cameras).rgb[0], original.render(cameras).rgb[0]) > 50.0
 
 
+def test_a_checkpoint_of_nerfstudio_before_0_2_is_read_too(nerfacto_run, tmp_path):
+    """Its grid and base MLP are one tcnn NetworkWithInputEncoding: the MLP's weights, then the grid."""
+    field, run_dir = nerfacto_run
+    old = tmp_path / "old-run"
+    shutil.copytree(run_dir, old)
+    checkpoint = old / "nerfstudio_models" / "step-000029999.ckpt"
+    saved = torch.load(checkpoint, weights_only=True)
+    state = saved["pipeline"]
+    state["_model.field.mlp_base.params"] = torch.cat([state.pop("_model.field.mlp_base_mlp.tcnn_encoding.params"),
+                                                       state.pop("_model.field.mlp_base_grid.tcnn_encoding.params")])
+    torch.save(saved, checkpoint)
+    loaded = load(old)
+    points = torch.rand(1024, 3) * 4 - 2
+    assert torch.allclose(loaded.field.log_density(points), field.log_density(points), atol=1e-4)
+
+
 def test_a_nerfacto_checkpoint_teaches_a_field(nerfacto_run, tmp_path):
     _, run_dir = nerfacto_run
     code, _, stderr = run(["convert", run_dir / "config.yml", "--to", "voxels", "--out", tmp_path / "voxels",
