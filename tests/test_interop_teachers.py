@@ -19,6 +19,7 @@ from hypothesis import given, settings, strategies as st
 
 from fieldkit.cli import main
 from fieldkit.data import load_dataset
+from fieldkit.distill.sampling import dataset_cameras
 from fieldkit.errors import FieldkitError
 from fieldkit.fields.encodings import _HASH_PRIMES
 from fieldkit.fitting import evaluate
@@ -400,6 +401,23 @@ def test_a_checkpoint_of_nerfstudio_before_0_2_is_read_too(nerfacto_run, tmp_pat
     loaded = load(old)
     points = torch.rand(1024, 3) * 4 - 2
     assert torch.allclose(loaded.field.log_density(points), field.log_density(points), atol=1e-4)
+
+
+def test_a_nerfacto_run_carries_the_capture_it_was_trained_on(nerfacto_run, tiny_dataset, tmp_path):
+    _, run_dir = nerfacto_run
+    capture = tmp_path / "capture"
+    shutil.copytree(tiny_dataset, capture)
+    (capture / "transforms_train.json").rename(capture / "transforms.json")  # nerfstudio's single file
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "config.yml").write_text(NERFACTO_CONFIG + f"""\
+  datamanager: !!python/object:nerfstudio.data.datamanagers.base_datamanager.VanillaDataManagerConfig
+    data: !!python/object/apply:pathlib.PosixPath
+    - {capture}
+""")
+    loaded = load(run)
+    assert loaded.dataset["source"] == str(capture)
+    assert dataset_cameras(loaded.dataset) is not None  # what the conversion's rig and views follow
 
 
 def test_a_nerfacto_checkpoint_teaches_a_field(nerfacto_run, tmp_path):
