@@ -254,6 +254,7 @@ def nerfacto_field(config: NerfactoConfig, state: dict, path) -> NerfactoField:
     grid = fused if fused is not None else _tensor(state, GRID, path)
     field = NerfactoField(config, appearance, held=grid.numel(), where=str(path))
     if fused is not None:  # NetworkWithInputEncoding: the network's parameters, then the grid's
+        field.base_mlp.pad_value = 0.0  # there the grid itself pads the network's input, with zeros
         load_flat([field.base_mlp, field.grid], state[PREFIX + FUSED_BASE].float().reshape(-1), f"{path} mlp_base")
     else:
         load_flat([field.grid], _tensor(state, GRID, path).reshape(-1), f"{path} mlp_base_grid")
