@@ -16,7 +16,7 @@ import torch
 from device_guard import keeps_to_model_device
 from fieldkit import rendering
 from fieldkit.cli import main
-from fieldkit.devices import device_name, make_generator, resolve_device
+from fieldkit.devices import device_name, make_generator, resolve_device, restore_generator
 from fieldkit.errors import FieldkitError
 from fieldkit.runs import ResumableRun
 
@@ -68,7 +68,8 @@ def test_the_guard_catches_a_stray_zeros_injected_into_a_generation_step(prior_d
     monkeypatch.setattr(generation, "random_views", stray_background)
     with pytest.raises(AssertionError, match=r"shading.py:\d+.*made at .*test_devices.py"):
         with keeps_to_model_device((*TEST_FILE, Path(generation.__file__).parent), arm_at=RUNS):
-            assert _generate(prior_directory, tmp_path, "gaussians", "--no-geometry-metrics") == 0
+            # on the CPU whatever FIELDKIT_TEST_DEVICE says: on CUDA torch itself would stop at the stray
+            assert _generate(prior_directory, tmp_path, "gaussians", "--no-geometry-metrics", "--device", "cpu") == 0
 
 
 # -- --device ------------------------------------------------------------------------------
@@ -181,3 +182,9 @@ def test_the_viewer_renders_an_asset_on_the_device(trained_field):
     with keeps_to_model_device():
         image, depth = scene.render_view(View((1.0, 0.0, 0.0, 0.0), (0.0, -3.0, 0.0), 0.8, 1.0), rows=16)
     assert image.shape == (16, 16, 3) and np.isfinite(depth).all()
+
+
+def test_a_checkpoint_from_another_device_type_is_one_line(tmp_path):
+    cuda_state = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state: seed and offset
+    with pytest.raises(FieldkitError, match="another device than cpu; resume it with the --device"):
+        restore_generator(make_generator(0, "cpu"), cuda_state, tmp_path / "checkpoint.safetensors")

@@ -90,7 +90,8 @@ class GenerateConfig:
     """distance of the random views from the origin, a number or LOW,HIGH (default: the prior's profile;
     built-in: 2.3; Stable Diffusion: 2.0,2.8)"""
     elevation: str | None = None
-    """elevation range of the random views in degrees, LOW,HIGH (built-in: 0,40; Stable Diffusion: -10,60)"""
+    """elevation range of the random views in degrees, LOW,HIGH (built-in: 0,40; Stable Diffusion: -10,60;
+    a negative LOW is written --elevation=-10,60)"""
     fov: str | None = None
     """horizontal field of view of the random views in degrees, a number or LOW,HIGH (built-in: 39.6;
     Stable Diffusion: 40,60)"""
