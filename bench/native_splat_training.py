@@ -1,6 +1,6 @@
 """Splat training with the native kernels and with the torch rasterizer: the same test PSNR?
 
-    OMP_NUM_THREADS=2 python bench/native_splat_training.py [--steps 300] [--downscale 2]
+    OMP_NUM_THREADS=2 python bench/native_splat_training.py [--steps 300] [--downscale 2] [--seed 0]
                                                             [--out bench/results/native_splat_training.json]
 
 Trains splats on the default built-in scene twice in one process, once with FIELDKIT_NATIVE=1 and
@@ -35,10 +35,10 @@ SCHEDULE = {"initial_splats": "1000", "means_lr": "1.6e-3", "start": "50", "ever
             "reset_every": "100000", "sh_degree_every": "75"}
 
 
-def train(steps: int, downscale: float, use_native: bool, out: Path) -> dict:
+def train(steps: int, downscale: float, seed: int, use_native: bool, out: Path) -> dict:
     os.environ["FIELDKIT_NATIVE"] = "1" if use_native else "0"
-    torch.manual_seed(0)
-    config = TrainConfig(steps=steps, downscale=downscale, eval_every=10**9, checkpoint_seconds=1e9)
+    torch.manual_seed(seed)
+    config = TrainConfig(steps=steps, downscale=downscale, seed=seed, eval_every=10**9, checkpoint_seconds=1e9)
     trainer = SplatTrainer(DEFAULT_SCENE, out, config, SCHEDULE)
     metrics = trainer.run_training()
     return {"native": use_native, "psnr_test": metrics["psnr_test"], "splats": metrics["splats"],
@@ -50,6 +50,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=300, help="training steps of each run")
     parser.add_argument("--downscale", type=float, default=2.0,
                         help="image downscale factor (2: 64 px views of the 128 px scene, affordable for the torch run)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of both runs (initial splats, view order)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / "native_splat_training.json")
@@ -59,12 +60,12 @@ def main() -> int:
         sys.exit("the native CPU kernels did not build (see the log line above); nothing to compare")
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as scratch:
-        runs = [train(args.steps, args.downscale, use_native, Path(scratch) / f"native-{use_native}")
+        runs = [train(args.steps, args.downscale, args.seed, use_native, Path(scratch) / f"native-{use_native}")
                 for use_native in (True, False)]
     os.environ.pop("FIELDKIT_NATIVE", None)
     results = {"machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads},
                "measured": measured(), "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
-               "scene": DEFAULT_SCENE, "downscale": args.downscale, "steps": args.steps, "schedule": SCHEDULE,
+               "scene": DEFAULT_SCENE, "downscale": args.downscale, "seed": args.seed, "steps": args.steps, "schedule": SCHEDULE,
                "runs": runs,
                "psnr_difference": runs[0]["psnr_test"] - runs[1]["psnr_test"]}
     print(f"{args.steps} steps on {DEFAULT_SCENE}; load average {load_before[0]:.1f} before, "
