@@ -400,6 +400,13 @@ def viewer_section(results: dict) -> list[str]:
             table(["figure", "seconds"], rows, right={1})]
 
 
+def splat_note(rows: list[dict]) -> str:
+    """What the splat rows time, where the results have them."""
+    repeats = [row["reference_repeats"] for row in rows if row["op"] == "splats" and "reference_repeats" in row]
+    return (" The splat rows render random splats 1 to 4 px across (sigma) into one camera, from projection to "
+            f"the gradients of every splat parameter; their torch path is timed best of {repeats[0]}.") if repeats else ""
+
+
 def kernels_section(results: dict) -> list[str]:
     rows = [[row["op"], row["size"], number(row["native_seconds"], 4), number(row["reference_seconds"], 4),
              f"{row['speedup']:.1f}x", f"{row['max_difference']:.0e}"] for row in results["ops"]]
@@ -413,7 +420,7 @@ def kernels_section(results: dict) -> list[str]:
             "outputs and gradients, relative to the reference's largest magnitude. The hash encoding is "
             "`HashGridConfig`'s default grid (16 levels, 2 features, 2^17 rows per level). The machine is shared: "
             f"its load average was {load['before'][0]:.1f} before the run and {load['after'][0]:.1f} after. The extension built in {results['build_seconds']:.0f} s on "
-            "first use.", "",
+            f"first use.{splat_note(results['ops'])}", "",
             table(["op", "size", "native (s)", "torch (s)", "speedup", "difference"], rows, right={2, 3, 4, 5})]
 
 

@@ -115,27 +115,13 @@ std::tuple<Tensor, Tensor, Tensor> splat_project_backward_cuda(const Tensor& mea
 
 // -- rasterization -------------------------------------------------------------------------------
 
-__device__ inline int64_t tile_span(const int32_t* box) {
-    if (box[2] <= box[0]) return 0;
-    return ((box[2] - 1) / kSplatTile - box[0] / kSplatTile + 1) * ((box[3] - 1) / kSplatTile - box[1] / kSplatTile + 1);
-}
-
 template <typename scalar_t>
 __global__ void box_kernel(const scalar_t* geometry, const scalar_t* opacities, const int32_t* radii, int64_t splats,
                            int64_t count, SplatImage image, int32_t* boxes, int64_t* tile_counts) {
     const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= splats) return;
-    const scalar_t* row = geometry + kSplatGeometry * i;
-    const scalar_t conic[3] = {row[2], row[3], row[4]};
-    scalar_t extent[2];
-    splat_extent(conic, opacities[i % count], radii + 2 * i, extent);
-    int64_t x0, x1, y0, y1;
-    splat_pixel_range(row[0], extent[0], image.width, &x0, &x1);
-    splat_pixel_range(row[1], extent[1], image.height, &y0, &y1);
-    if (x1 <= x0 || y1 <= y0) x1 = x0, y1 = y0;
-    int32_t* box = boxes + 4 * i;
-    box[0] = x0, box[1] = y0, box[2] = x1, box[3] = y1;
-    tile_counts[i] = tile_span(box);
+    splat_box(geometry + kSplatGeometry * i, opacities[i % count], radii + 2 * i, image, boxes + 4 * i);
+    tile_counts[i] = tile_span(boxes + 4 * i);
 }
 
 // Each pair's key: the tile in the high 32 bits, the depth's float bits below (positive floats
@@ -205,7 +191,8 @@ __global__ void rasterize_forward_kernel(const int64_t* tile_offsets, const int3
     walk_pixel(p.tile, p.x, p.y, tile_offsets, tile_pairs, pair_splats, boxes, geometry, opacities, count,
                [&](int64_t splat, const SplatPair<scalar_t>& pair, scalar_t before) {
                    const scalar_t weight = pair.alpha * before;
-                   for (int64_t f = 0; f < feature_count; ++f) target[f] += weight * features[splat * feature_count + f];
+                   for (int64_t f = 0; f < feature_count; ++f)
+                       target[f] += weight * features[splat * feature_count + f];
                    target[feature_count] += weight;
                });
 }

@@ -60,7 +60,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> splat_project_forward_cpu(const Tenso
     Tensor depths = at::empty({cameras, count}, means.options());
     Tensor radii = at::empty({cameras, count, 2}, means.options().dtype(at::kInt));
     AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "splat_project_forward_cpu", [&] {
-        project_forward_loop<scalar_t>(means, quaternions, scales, viewmats, intrinsics, means2d, conics, depths, radii);
+        project_forward_loop<scalar_t>(means, quaternions, scales, viewmats, intrinsics, means2d, conics, depths,
+                                       radii);
     });
     return {means2d, conics, depths, radii};
 }
@@ -68,10 +69,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> splat_project_forward_cpu(const Tenso
 template <typename scalar_t>
 void project_backward_loop(const Tensor& means, const Tensor& quaternions, const Tensor& scales, const Tensor& viewmats,
                            const Tensor& intrinsics, const Tensor& grad_means2d, const Tensor& grad_conics,
-                           const Tensor& grad_depths, Tensor& grad_means, Tensor& grad_quaternions, Tensor& grad_scales) {
+                           const Tensor& grad_depths, Tensor& grad_means, Tensor& grad_quaternions,
+                           Tensor& grad_scales) {
     const int64_t cameras = viewmats.size(0), count = means.size(0);
     std::vector<SplatCamera<scalar_t>> views;
-    for (int64_t camera = 0; camera < cameras; ++camera) views.push_back(splat_camera<scalar_t>(viewmats, intrinsics, camera));
+    for (int64_t camera = 0; camera < cameras; ++camera)
+        views.push_back(splat_camera<scalar_t>(viewmats, intrinsics, camera));
     const scalar_t *mean = means.data_ptr<scalar_t>(), *quaternion = quaternions.data_ptr<scalar_t>(),
                    *scale = scales.data_ptr<scalar_t>(), *g_mean2d = grad_means2d.data_ptr<scalar_t>(),
                    *g_conic = grad_conics.data_ptr<scalar_t>(), *g_depth = grad_depths.data_ptr<scalar_t>();
@@ -127,17 +130,8 @@ Binning bin_splats(const Tensor& geometry, const Tensor& opacities, const Tensor
     int64_t* pair_offsets = binning.pair_offsets.data_ptr<int64_t>();
 #pragma omp parallel for schedule(static) num_threads(threads()) if (splats > 4096)
     for (int64_t i = 0; i < splats; ++i) {
-        const scalar_t* row = table + kSplatGeometry * i;
-        const scalar_t conic[3] = {row[2], row[3], row[4]};
-        scalar_t extent[2];
-        splat_extent(conic, opacity[i % count], radius + 2 * i, extent);
-        int64_t x0, x1, y0, y1;
-        splat_pixel_range(row[0], extent[0], image.width, &x0, &x1);
-        splat_pixel_range(row[1], extent[1], image.height, &y0, &y1);
-        if (x1 <= x0 || y1 <= y0) x1 = x0, y1 = y0;
-        int32_t* box = boxes + 4 * i;
-        box[0] = x0, box[1] = y0, box[2] = x1, box[3] = y1;
-        pair_offsets[i + 1] = x1 > x0 ? ((x1 - 1) / kSplatTile - x0 / kSplatTile + 1) * ((y1 - 1) / kSplatTile - y0 / kSplatTile + 1) : 0;
+        splat_box(table + kSplatGeometry * i, opacity[i % count], radius + 2 * i, image, boxes + 4 * i);
+        pair_offsets[i + 1] = tile_span(boxes + 4 * i);
     }
     pair_offsets[0] = 0;
     std::partial_sum(pair_offsets, pair_offsets + splats + 1, pair_offsets);
@@ -183,8 +177,8 @@ template <typename scalar_t, typename Visit, typename Done>
 void walk_tile(int64_t tile, const Binning& binning, const scalar_t* table, const scalar_t* opacity, int64_t count,
                const SplatImage& image, double* transmittance, uint8_t* stopped, Visit&& visit, Done&& done_with) {
     const int64_t *tile_offsets = binning.tile_offsets.data_ptr<int64_t>();
-    const int32_t *tile_pairs = binning.tile_pairs.data_ptr<int32_t>(), *pair_splats = binning.pair_splats.data_ptr<int32_t>(),
-                  *boxes = binning.boxes.data_ptr<int32_t>();
+    const int32_t* tile_pairs = binning.tile_pairs.data_ptr<int32_t>();
+    const int32_t *pair_splats = binning.pair_splats.data_ptr<int32_t>(), *boxes = binning.boxes.data_ptr<int32_t>();
     const int64_t local = tile % image.tiles(), tile_x0 = local % image.tiles_x() * kSplatTile,
                   tile_y0 = local / image.tiles_x() * kSplatTile;
     const int64_t tile_x1 = std::min<int64_t>(tile_x0 + kSplatTile, image.width),
@@ -345,7 +339,8 @@ void sum_pair_grads(const Tensor& pair_grads, const Tensor& pair_offsets, Tensor
             std::fill(sum.begin(), sum.end(), 0.0);
             for (int64_t p = offsets[i]; p < offsets[i + 1]; ++p)
                 for (int64_t k = 0; k < stride; ++k) sum[k] += slots[p * stride + k];
-            for (int64_t k = 0; k < kSplatGeometry; ++k) g_geometry[kSplatGeometry * i + k] = static_cast<scalar_t>(sum[k]);
+            for (int64_t k = 0; k < kSplatGeometry; ++k)
+                g_geometry[kSplatGeometry * i + k] = static_cast<scalar_t>(sum[k]);
             g_opacity[i] = static_cast<scalar_t>(sum[kSplatGeometry]);
             for (int64_t f = 0; f < feature_count; ++f)
                 g_feature[i * feature_count + f] = static_cast<scalar_t>(sum[kSplatGeometry + 1 + f]);
@@ -382,7 +377,8 @@ TORCH_LIBRARY_FRAGMENT(fieldkit, m) {
     m.def("splat_project_forward(Tensor means, Tensor quaternions, Tensor scales, Tensor viewmats, Tensor intrinsics) "
           "-> (Tensor, Tensor, Tensor, Tensor)");
     m.def("splat_project_backward(Tensor means, Tensor quaternions, Tensor scales, Tensor viewmats, "
-          "Tensor intrinsics, Tensor grad_means2d, Tensor grad_conics, Tensor grad_depths) -> (Tensor, Tensor, Tensor)");
+          "Tensor intrinsics, Tensor grad_means2d, Tensor grad_conics, Tensor grad_depths) "
+          "-> (Tensor, Tensor, Tensor)");
     m.def("splat_rasterize_forward(Tensor geometry, Tensor opacities, Tensor features, Tensor depths, Tensor radii, "
           "int width, int height) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
     m.def("splat_rasterize_backward(Tensor grad_out, Tensor geometry, Tensor opacities, Tensor features, Tensor boxes, "

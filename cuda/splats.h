@@ -95,13 +95,15 @@ FK_HOST_DEVICE inline void splat_view(const scalar_t* mean, const scalar_t* quat
     }
     for (int i = 0; i < 3; ++i)
         for (int j = 0; j < 3; ++j)
-            s.covariance[3 * i + j] = wm[3 * i] * wm[3 * j] + wm[3 * i + 1] * wm[3 * j + 1] + wm[3 * i + 2] * wm[3 * j + 2];
+            s.covariance[3 * i + j] =
+                wm[3 * i] * wm[3 * j] + wm[3 * i + 1] * wm[3 * j + 1] + wm[3 * i + 2] * wm[3 * j + 2];
     s.in_front = s.cam[2] > static_cast<scalar_t>(kSplatNearPlane);
     s.z = s.in_front ? s.cam[2] : static_cast<scalar_t>(1);
-    const scalar_t margin_x = static_cast<scalar_t>(kSplatFovMargin) * static_cast<scalar_t>(0.5) * camera.width / camera.fx;
-    const scalar_t margin_y = static_cast<scalar_t>(kSplatFovMargin) * static_cast<scalar_t>(0.5) * camera.height / camera.fy;
+    const scalar_t half_margin = static_cast<scalar_t>(kSplatFovMargin) * static_cast<scalar_t>(0.5);
+    const scalar_t margin_x = half_margin * camera.width / camera.fx, margin_y = half_margin * camera.height / camera.fy;
     const scalar_t low_x = -camera.cx / camera.fx - margin_x, high_x = (camera.width - camera.cx) / camera.fx + margin_x;
-    const scalar_t low_y = -camera.cy / camera.fy - margin_y, high_y = (camera.height - camera.cy) / camera.fy + margin_y;
+    const scalar_t low_y = -camera.cy / camera.fy - margin_y;
+    const scalar_t high_y = (camera.height - camera.cy) / camera.fy + margin_y;
     const scalar_t x = s.cam[0] / s.z, y = s.cam[1] / s.z;
     s.u = min_of(max_of(x, low_x), high_x);
     s.v = min_of(max_of(y, low_y), high_y);
@@ -212,14 +214,16 @@ FK_HOST_DEVICE inline void project_splat_backward(const scalar_t* mean, const sc
     scalar_t unit[4];
     const scalar_t divisor = normalize_quaternion(quaternion, unit);
     const bool at_epsilon = divisor <= static_cast<scalar_t>(1e-12);
-    const scalar_t along = at_epsilon ? 0 : unit[0] * g_unit[0] + unit[1] * g_unit[1] + unit[2] * g_unit[2] + unit[3] * g_unit[3];
+    const scalar_t along =
+        at_epsilon ? 0 : unit[0] * g_unit[0] + unit[1] * g_unit[1] + unit[2] * g_unit[2] + unit[3] * g_unit[3];
     for (int k = 0; k < 4; ++k) grad_quaternion[k] += (g_unit[k] - unit[k] * along) / divisor;
 }
 
 // How far along x and y from its centre a splat's alpha stays at or above 1/255 (the torch path's
 // `_visible_extent`): 0 where culled or too faint to reach the threshold anywhere.
 template <typename scalar_t>
-FK_HOST_DEVICE inline void splat_extent(const scalar_t* conic, scalar_t opacity, const int32_t* radii, scalar_t* extent) {
+FK_HOST_DEVICE inline void splat_extent(const scalar_t* conic, scalar_t opacity, const int32_t* radii,
+                                        scalar_t* extent) {
     const scalar_t determinant = max_of(conic[0] * conic[2] - conic[1] * conic[1], static_cast<scalar_t>(1e-20));
     const scalar_t reach = max_of(2 * log_splat(opacity * static_cast<scalar_t>(255)), static_cast<scalar_t>(0));
     const bool visible = radii[0] > 0 && radii[1] > 0 && reach > 0;
@@ -238,6 +242,28 @@ FK_HOST_DEVICE inline void splat_pixel_range(scalar_t centre, scalar_t extent, i
     if (extent <= 0 || *high < *low) *high = *low;
 }
 
+// The visible pixel box [x0, y0, x1, y1) of one splat row (centre x, y, conic a, b, c) in an image;
+// empty (x1 = x0) where culled or too faint.
+template <typename scalar_t>
+FK_HOST_DEVICE inline void splat_box(const scalar_t* row, scalar_t opacity, const int32_t* radii,
+                                     const SplatImage& image, int32_t* box) {
+    const scalar_t conic[3] = {row[2], row[3], row[4]};
+    scalar_t extent[2];
+    splat_extent(conic, opacity, radii, extent);
+    int64_t x0, x1, y0, y1;
+    splat_pixel_range(row[0], extent[0], image.width, &x0, &x1);
+    splat_pixel_range(row[1], extent[1], image.height, &y0, &y1);
+    if (x1 <= x0 || y1 <= y0) x1 = x0, y1 = y0;
+    box[0] = static_cast<int32_t>(x0), box[1] = static_cast<int32_t>(y0);
+    box[2] = static_cast<int32_t>(x1), box[3] = static_cast<int32_t>(y1);
+}
+
+// How many tiles a pixel box [x0, y0, x1, y1) touches (0 for an empty box).
+FK_HOST_DEVICE inline int64_t tile_span(const int32_t* box) {
+    if (box[2] <= box[0]) return 0;
+    return ((box[2] - 1) / kSplatTile - box[0] / kSplatTile + 1) * ((box[3] - 1) / kSplatTile - box[1] / kSplatTile + 1);
+}
+
 // One pixel-splat pair: alpha (0 where skipped), with what the backward pass needs.
 template <typename scalar_t>
 struct SplatPair {
@@ -250,8 +276,9 @@ FK_HOST_DEVICE inline SplatPair<scalar_t> splat_pair(const scalar_t* geometry, s
     SplatPair<scalar_t> pair;
     pair.dx = pixel_x - geometry[0];
     pair.dy = pixel_y - geometry[1];
-    const scalar_t sigma = static_cast<scalar_t>(0.5) * (geometry[2] * pair.dx * pair.dx + geometry[4] * pair.dy * pair.dy) +
-                           geometry[3] * pair.dx * pair.dy;
+    const scalar_t sigma =
+        static_cast<scalar_t>(0.5) * (geometry[2] * pair.dx * pair.dx + geometry[4] * pair.dy * pair.dy) +
+        geometry[3] * pair.dx * pair.dy;
     pair.falloff = exp_splat(-sigma);
     const scalar_t alpha = min_of(opacity * pair.falloff, static_cast<scalar_t>(kSplatAlphaMax));
     pair.alpha = sigma >= 0 && alpha >= static_cast<scalar_t>(kSplatAlphaMin) ? alpha : static_cast<scalar_t>(0);
