@@ -31,7 +31,7 @@ PICTURE_NAME = "layers.png"
 
 
 def run_stage(run, log) -> Splats:
-    if run.resuming:
+    if run.resuming and run.finished_metrics() is None:
         log(f"resuming the stage in {run.run.path}")
     run.generate()
     return load_splats(run.run.file(PLY_NAME))
