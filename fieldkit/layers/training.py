@@ -25,8 +25,10 @@ from fieldkit.generate.splats import (
     INITIAL_OPACITY,
     INITIAL_RADIUS,
     INITIAL_SPLATS,
+    RING_RESOLUTION,
     SplatGeneration,
     ball_points,
+    ring_cameras,
 )
 from fieldkit.generate.views import Views, random_views
 from fieldkit.guidance.prompts import PromptProcessor
@@ -128,6 +130,11 @@ class LayerGeneration(SplatGeneration):
         output = self.guidance(images.to(self.prior.device), timesteps, condition,
                                views.cameras.c2w.to(self.prior.device), self.generator)
         return output.loss, super().regularisation(renders)
+
+    def pruning_views(self) -> Cameras:
+        """The splat generator's pruning ring, framed on the layer: around the origin at the prior's
+        distance a small layer covers few pixels, and pruning would thin it to specks."""
+        return framed(ring_cameras(RING_RESOLUTION), frame_of(self.model))
 
     def after_gradients(self) -> None:
         grad = self._output.means2d.grad
