@@ -35,7 +35,7 @@ from fieldkit.guidance.prompts import PromptProcessor
 from fieldkit.layers.frames import REFERENCE_SIZE, frame_of, framed, merged
 from fieldkit.layers.prompts import ON_TOP
 from fieldkit.layers.volume import visual_hull
-from fieldkit.render.splats import SplatRenderOutput, rasterize
+from fieldkit.render.splats import rasterize
 from fieldkit.scenes.objects import CAMERA_DISTANCE, ELEVATION_DEGREES
 
 ALONE_WEIGHT = 1.0
@@ -58,11 +58,11 @@ def views_from_below(views: Views, generator: torch.Generator) -> Views:
     return Views(cameras, views.azimuth, elevation, views.background)
 
 
-def rendered(splats: Splats, cameras: Cameras, zoom: float) -> tuple[Renders, SplatRenderOutput]:
+def rendered(splats: Splats, cameras: Cameras, zoom: float) -> Renders:
     """Renders through framed cameras, with depths in the prior's frame (divided by the zoom), so that
     shading's normals from depth see the object as the prior would."""
     output = splats.render(cameras, background=torch.zeros(3, device=splats.means.device))
-    return Renders(output.rgb, output.alpha, output.depth / zoom), output
+    return Renders(output.rgb, output.alpha, output.depth / zoom)
 
 
 class LayerGeneration(SplatGeneration):
@@ -120,7 +120,7 @@ class LayerGeneration(SplatGeneration):
         views = views_from_below(random_views(self.config.views_per_step, self.config.render_resolution,
                                               self.config.random_background, self.generator), self.generator)
         frame = frame_of(self.model)
-        renders, _ = rendered(self.model, framed(views.cameras, frame), frame.zoom)
+        renders = rendered(self.model, framed(views.cameras, frame), frame.zoom)
         images = shaded_images(renders, views.cameras, views.background, self.config.lambertian,
                                self.config.textureless, self.generator)
         timesteps = self.schedule.sample(len(views.cameras), self.step, self.steps, self.prior.num_train_timesteps,
