@@ -4,7 +4,7 @@ the ground truth's stack (splats sampled on its signed distance functions: the b
 can score), and the base scored before the layer was added and after removing it again.
 
     python bench/layers.py [--steps N] [--resolution PX] [--max-splats N] [--seed S] [--work DIR]
-                           [--picture docs/layers.png] [--out bench/results/layers.json]
+                           [--no-geometry] [--picture docs/layers.png] [--out bench/results/layers.json]
 
 --work keeps the run directory (a rerun with the same settings resumes it, or reads its finished
 result). Geometry: silhouette IoU of each layer against its own object's shape, and of the composite
@@ -41,12 +41,12 @@ def _figure(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def asset_rows(label: str, asset: LayeredAsset) -> list[dict]:
+def asset_rows(label: str, asset: LayeredAsset, with_geometry: bool) -> list[dict]:
     """One row for the composite and one a layer: evaluator scores and geometry."""
-    figures = scores(asset)
+    figures = scores(asset, with_geometry)
     rows = [{"asset": label, "part": "composite", "prompt": asset.prompt,
              "fidelity": figures["composite"]["fidelity"], "pieces": figures["composite"]["pieces"],
-             "geometry": figures["composite"]["geometry"]}]
+             "geometry": figures["composite"].get("geometry")}]
     for name, layer in figures["layers"].items():
         rows.append({"asset": label, "part": name} | layer)
     return rows
@@ -78,6 +78,8 @@ def main() -> None:
     parser.add_argument("--max-splats", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default=None, help="run directory to keep (default: a temporary one)")
+    parser.add_argument("--no-geometry", dest="geometry", action="store_false",
+                        help="skip the geometry (the slowest part: minutes per asset on a loaded 2-core CPU)")
     parser.add_argument("--picture", default="docs/layers.png")
     parser.add_argument("--out", default="bench/results/layers.json")
     args = parser.parse_args()
@@ -91,8 +93,8 @@ def main() -> None:
         generated = read_layered(work)
         stage_seconds = {stage.name: json.loads((stage / "metrics.json").read_text())["seconds"]
                          for stage in sorted((work / RUNS).iterdir())}
-        rows = asset_rows("generated", generated) + base_rows(work, generated)
-        rows += asset_rows("ground truth", truth_layers([BASE, "a blue sphere"]))
+        rows = asset_rows("generated", generated, args.geometry) + base_rows(work, generated)
+        rows += asset_rows("ground truth", truth_layers([BASE, "a blue sphere"]), args.geometry)
         write_picture(generated, args.picture)
     print_table(rows)
     result = {"machine": {"platform": platform.platform(), "torch": torch.__version__,

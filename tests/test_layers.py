@@ -11,7 +11,7 @@ import torch
 
 from fieldkit.cli import main
 from fieldkit.gaussians.ply import read_ply
-from fieldkit.layers.decompose import split
+from fieldkit.layers.decompose import base_colours, split
 from fieldkit.layers.manifest import read_layered, write_layered
 from fieldkit.layers.scoring import composite_scores, layer_scores
 from fieldkit.layers.truth import truth_layers
@@ -84,6 +84,23 @@ def test_files_read_back_and_compose_without_a_layer_gives_the_base_back(stack, 
     assert before["fidelity"] >= 0.8 and after["fidelity"] >= 0.8
 
 
+def test_render_writes_each_layer_apart_and_together(stack_directory, tmp_path):
+    out = tmp_path / "renders"
+    assert main(["render", str(stack_directory), "--orbit", "2", "--resolution", "24", "--out", str(out)]) == 0
+    for folder in ("composite", "red_cube", "blue_sphere"):
+        assert len(list((out / folder).glob("*.png"))) == 2, folder
+    import numpy as np
+    from PIL import Image
+
+    sphere, together = (torch.from_numpy(np.asarray(Image.open(out / folder / "orbit_000.png"), dtype=np.float32) / 255)
+                        for folder in ("blue_sphere", "composite"))
+    drawn = sphere.mean(dim=-1) < 0.9  # the sphere's pixels, on the same cameras as the composite
+    assert drawn.any() and (together[drawn] - sphere[drawn]).abs().mean() < 0.1
+    assert main(["render", str(stack_directory), "--orbit", "2", "--resolution", "24", "--layer", "blue_sphere",
+                 "--out", str(tmp_path / "one")]) == 0
+    assert len(list((tmp_path / "one").glob("*.png"))) == 2
+
+
 def test_compose_places_one_assets_layer_on_another(stack_directory, tmp_path):
     out = tmp_path / "moved"
     assert main(["compose", str(stack_directory / "layers" / "red_cube.ply"), str(stack_directory),
@@ -101,7 +118,7 @@ def test_split_assigns_splats_to_their_objects(stack):
     parts = split(stack.composite(), ["a red cube", "a blue sphere"])
     truth_counts = [len(layer.splats) for layer in stack.layers]
     assert [len(part) for part in parts] == pytest.approx(truth_counts, rel=0.02)
-    red, blue = (torch.sigmoid(part.sh_dc.mean(dim=0)) for part in parts)
+    red, blue = (base_colours(part).mean(dim=0) for part in parts)
     assert red[0] > red[2] and blue[2] > blue[0]
 
 
@@ -123,15 +140,27 @@ def test_generate_with_a_layer_keeps_the_base_and_writes_every_file(prior_direct
     manifest = read_layered(out)
     assert manifest.names() == ["red_cube", "blue_sphere"] and manifest.prompt == "red cube with blue sphere on top"
     base = read_ply(out / "runs" / "red_cube" / "splats.ply")
-    layer_base = manifest.layers[0]
-    assert torch.allclose(layer_base.splats.means + torch.tensor(layer_base.translation),
-                          base.means - (base.means.mean(0) - layer_base.placed().means.mean(0)), atol=1e-5)
-    assert torch.equal(layer_base.splats.sh_dc, base.sh_dc)  # frozen: only moved, never changed
+    moved = manifest.layers[0].placed().means.detach() - base.means.detach()
+    assert torch.allclose(moved, moved[0].expand_as(moved), atol=1e-5)  # the base only moved, as a whole
+    assert torch.equal(manifest.layers[0].splats.sh_dc, base.sh_dc)  # and its colours are the base run's
     for name in ("composite.ply", "layers/red_cube.ply", "layers/blue_sphere.ply", "metrics.json", "layers.png"):
         assert (out / name).stat().st_size > 0, name
     # a finished run returns its metrics without running again
     assert main(["generate", "a red cube", "--layer", "a blue sphere on top", "--prior", str(prior_directory),
                  "--out", str(out), *FAST_FLAGS]) == 0
+
+
+def test_decompose_completes_each_layer_from_its_own_splats(prior_directory, stack_directory, tmp_path):
+    out = tmp_path / "completed"
+    assert main(["decompose", str(stack_directory / "composite.ply"), "--layer", "a red cube", "--layer",
+                 "a blue sphere on top", "--prior", str(prior_directory), "--out", str(out), *FAST_FLAGS]) == 0
+    layered = read_layered(out)
+    assert layered.names() == ["red_cube", "blue_sphere"]
+    for name in layered.names():  # one completion run a layer, started from the split (not a random ball)
+        stage = json.loads((out / "runs" / name / "metrics.json").read_text())
+        assert stage["steps"] == 3 and stage["prompt"] == "red cube with blue sphere on top"
+    red, blue = (base_colours(layered.layer(name).splats).mean(dim=0) for name in layered.names())
+    assert red[0] > red[2] and blue[2] > blue[0]  # the splats each was split with, not a random ball
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -84,10 +84,10 @@ def ring_cameras(resolution: int):
     return orbit_cameras(azimuth, elevation, CAMERA_DISTANCE, resolution)
 
 
-def largest_blend_weights(splats: Splats, resolution: int, chunk: int = 12) -> torch.Tensor:  # -> [N]
-    """Each splat's largest (over ring views) blending weight summed over a view's pixels. The
-    rendered colour is sum_i w_i c_i, so its gradient with respect to c_i is exactly w_i."""
-    cameras = ring_cameras(resolution).to(splats.means.device)
+def largest_blend_weights(splats: Splats, resolution: int, chunk: int = 12, cameras=None) -> torch.Tensor:  # -> [N]
+    """Each splat's largest (over ring views, or `cameras`) blending weight summed over a view's pixels.
+    The rendered colour is sum_i w_i c_i, so its gradient with respect to c_i is exactly w_i."""
+    cameras = (ring_cameras(resolution) if cameras is None else cameras).to(splats.means.device)
     largest = torch.zeros(len(splats), device=splats.means.device)
     for start in range(0, len(cameras), chunk):
         views = cameras[start:start + chunk]
@@ -139,10 +139,14 @@ class SplatGeneration(GenerationRun, SplatTrainer):
         weight = SHARPEN_ALPHA_ENTROPY if self.step >= self.sharpen_step else ALPHA_ENTROPY
         return weight * alpha_entropy(renders.alpha)
 
+    def pruning_views(self):
+        """The views that decide which splats are needed (a layer frames them on itself)."""
+        return ring_cameras(RING_RESOLUTION)
+
     @torch.no_grad()
     def prune(self, opacity: float) -> None:
         """Removes splats no ring view needs, isolated ones and those less opaque than `opacity`."""
-        remove = largest_blend_weights(self.model, RING_RESOLUTION) < NEEDED_WEIGHT
+        remove = largest_blend_weights(self.model, RING_RESOLUTION, cameras=self.pruning_views()) < NEEDED_WEIGHT
         remove |= (torch.sigmoid(self.model.opacity_logits) < opacity) | isolated(self.model.means)
         if remove.all():
             return  # an empty model would end the run; the prior has nothing to shape then anyway

@@ -83,3 +83,25 @@ def merged(parts: list[Splats]) -> Splats:
                     value = torch.cat([value, value.new_zeros(len(part), coefficients - value.shape[1], 3)], dim=1)
                 tensors[name].append(value)
     return Splats(**{name: torch.cat(values) for name, values in tensors.items()}, background=parts[0].background)
+
+
+def opaque_means(splats: Splats) -> Tensor:  # -> [M, 3]
+    with torch.no_grad():
+        opaque = torch.sigmoid(splats.opacity_logits.detach()) >= OPAQUE
+        return splats.means.detach()[opaque] if opaque.sum() >= 2 else splats.means.detach()
+
+
+def resting_offset(layer: Splats, below: Splats) -> float:
+    """How far to move `layer` up (negative: down) to rest on `below`: its lowest opaque splats (the
+    EXTENT_QUANTILE of their heights) on the highest of `below`'s under its footprint. Score
+    distillation at the prior's 32 px places a layer on top to within a few pixels, which leaves a
+    visible gap or overlap; resting it is what "on top" means."""
+    mine, theirs = opaque_means(layer), opaque_means(below)
+    centre = mine[:, :2].mean(dim=0)
+    radius = torch.quantile((mine[:, :2] - centre).norm(dim=1), 1 - EXTENT_QUANTILE)
+    under = theirs[(theirs[:, :2] - centre).norm(dim=1) <= radius]
+    if len(under) < 2:
+        return 0.0
+    bottom = torch.quantile(mine[:, 2], EXTENT_QUANTILE)
+    top = torch.quantile(under[:, 2], 1 - EXTENT_QUANTILE)
+    return float(top - bottom)

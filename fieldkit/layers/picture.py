@@ -6,20 +6,23 @@ from pathlib import Path
 import torch
 
 from fieldkit.images import write_png
-from fieldkit.layers.frames import frame_of
+from fieldkit.layers.frames import Frame, frame_of
 from fieldkit.layers.manifest import LayeredAsset
 from fieldkit.layers.scoring import ring
 
 ELEVATION = 25.0
 AZIMUTH_STEPS = 8
 """Views per turn of the ring; the picture shows the second (45 degrees round from the front)."""
+CLOSER = 0.7
+"""The camera stands this fraction of the scoring views' distance away: a picture needs no margin."""
 
 
 @torch.no_grad()
 def layer_images(asset: LayeredAsset, resolution: int) -> list[torch.Tensor]:
     """[H, W, 3] images: each layer alone where it sits, then the composite, all framed on the composite."""
     composite = asset.composite()
-    camera = ring(frame_of(composite), (ELEVATION,), AZIMUTH_STEPS, resolution)[1]
+    frame = frame_of(composite)
+    camera = ring(Frame(frame.centre, frame.size * CLOSER), (ELEVATION,), AZIMUTH_STEPS, resolution)[1]
     parts = [layer.placed() for layer in asset.layers] + [composite]
     return [part.render(camera, background=torch.ones(3)).rgb[0].clamp(0, 1) for part in parts]
 

@@ -20,7 +20,8 @@ from fieldkit.generate.api import make_run
 from fieldkit.generate.config import GenerateConfig
 from fieldkit.guidance.prior import Prior
 from fieldkit.layers.manifest import MANIFEST_NAME, Layer, LayeredAsset, centred_layers, write_layered
-from fieldkit.layers.prompts import composite_prompt, layer_name, parse_layer
+from fieldkit.layers.frames import merged, resting_offset
+from fieldkit.layers.prompts import ON_TOP, composite_prompt, layer_name, parse_layer
 from fieldkit.layers.training import LayerGeneration
 from fieldkit.rendering import distinct_names
 from fieldkit.runs import METRICS_NAME, RunDirectory
@@ -30,7 +31,7 @@ PICTURE_NAME = "layers.png"
 
 
 def run_stage(run, log) -> Splats:
-    if run.resuming:
+    if run.resuming and run.finished_metrics() is None:
         log(f"resuming the stage in {run.run.path}")
     run.generate()
     return load_splats(run.run.file(PLY_NAME))
@@ -67,10 +68,16 @@ def generate_layers(base: str, layer_texts: list[str], out: str | Path, config: 
         stage = LayerGeneration(composite_prompt(base, layers), base, None, splats[1:],
                                 stages / f"{names[0]}_refined", config, prior, start=splats[0])
         splats[0] = run_stage(stage, log)
-    parts = [Layer(names[0], base, splats[0])] + [Layer(name, layer.own, part, placement=layer.placement)
-                                                   for name, layer, part in zip(names[1:], layers, splats[1:])]
+    parts = [Layer(names[0], base, splats[0])]
+    resting = {}
+    for name, layer, part in zip(names[1:], layers, splats[1:]):
+        offset = [0.0, 0.0, 0.0]
+        if layer.placement == ON_TOP:
+            offset[2] = resting[name] = resting_offset(part, merged([each.placed() for each in parts]))
+        parts.append(Layer(name, layer.own, part, offset, layer.placement))
     asset = centred_layers(parts, prior.normalise_prompt(composite_prompt(base, layers)))
-    return finish(asset, out, config, {"refine_base": refine_base, "layer_prompts": layer_texts})
+    return finish(asset, out, config, {"refine_base": refine_base, "layer_prompts": layer_texts,
+                                       "rested_by": resting})
 
 
 def finish(asset: LayeredAsset, out: Path, config: GenerateConfig, extra: dict) -> dict:

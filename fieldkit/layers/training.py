@@ -25,15 +25,17 @@ from fieldkit.generate.splats import (
     INITIAL_OPACITY,
     INITIAL_RADIUS,
     INITIAL_SPLATS,
+    RING_RESOLUTION,
     SplatGeneration,
     ball_points,
+    ring_cameras,
 )
 from fieldkit.generate.views import Views, random_views
 from fieldkit.guidance.prompts import PromptProcessor
 from fieldkit.layers.frames import REFERENCE_SIZE, frame_of, framed, merged
 from fieldkit.layers.prompts import ON_TOP
 from fieldkit.layers.volume import visual_hull
-from fieldkit.render.splats import SplatRenderOutput, rasterize
+from fieldkit.render.splats import rasterize
 from fieldkit.scenes.objects import CAMERA_DISTANCE, ELEVATION_DEGREES
 
 ALONE_WEIGHT = 1.0
@@ -56,11 +58,11 @@ def views_from_below(views: Views, generator: torch.Generator) -> Views:
     return Views(cameras, views.azimuth, elevation, views.background)
 
 
-def rendered(splats: Splats, cameras: Cameras, zoom: float) -> tuple[Renders, SplatRenderOutput]:
+def rendered(splats: Splats, cameras: Cameras, zoom: float) -> Renders:
     """Renders through framed cameras, with depths in the prior's frame (divided by the zoom), so that
     shading's normals from depth see the object as the prior would."""
     output = splats.render(cameras, background=torch.zeros(3, device=splats.means.device))
-    return Renders(output.rgb, output.alpha, output.depth / zoom), output
+    return Renders(output.rgb, output.alpha, output.depth / zoom)
 
 
 class LayerGeneration(SplatGeneration):
@@ -119,7 +121,7 @@ class LayerGeneration(SplatGeneration):
                                               self.config.random_background, self.generator,
                                               self.config.camera_ranges()), self.generator)
         frame = frame_of(self.model)
-        renders, _ = rendered(self.model, framed(views.cameras, frame), frame.zoom)
+        renders = rendered(self.model, framed(views.cameras, frame), frame.zoom)
         images = shaded_images(renders, views.cameras, views.background, self.config.lambertian,
                                self.config.textureless, self.generator)
         timesteps = self.schedule.sample(len(views.cameras), self.step, self.steps, self.prior.num_train_timesteps,
@@ -129,6 +131,11 @@ class LayerGeneration(SplatGeneration):
         output = self.guidance(images.to(self.prior.device), timesteps, condition,
                                views.cameras.c2w.to(self.prior.device), self.generator)
         return output.loss, super().regularisation(renders)
+
+    def pruning_views(self) -> Cameras:
+        """The splat generator's pruning ring, framed on the layer: around the origin at the prior's
+        distance a small layer covers few pixels, and pruning would thin it to specks."""
+        return framed(ring_cameras(RING_RESOLUTION), frame_of(self.model))
 
     def after_gradients(self) -> None:
         grad = self._output.means2d.grad
