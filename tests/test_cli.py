@@ -30,7 +30,8 @@ def train_args(dataset, out, config, overrides, arch=ARCH, **changes) -> list[st
     """`fieldkit train` arguments for a TrainConfig and field overrides."""
     args = ["train", str(dataset), "--arch", arch, "--out", str(out)]
     for name, value in (dataclasses.asdict(config) | changes).items():
-        args += ["--" + name.replace("_", "-"), str(value)]
+        if value is not None:  # an unset option keeps its default
+            args += ["--" + name.replace("_", "-"), str(value)]
     for name, value in overrides.items():
         args += ["--set", f"{name}={value}"]
     return args
