@@ -98,8 +98,9 @@ def optimisation_cpu_notes(runs: list[dict]) -> str:
         if not row.get("cpu_history"):
             continue
         step, cpu = row["cpu_history"][-1]
+        budget = f", `--max-seconds {row['max_seconds']:g}`" if row.get("max_seconds") not in (None, 600) else ""
         line = (f"`{row['architecture']}` on {row['scene']} ({row['threads']} thread, load "
-                f"{row['load_average']['before'][0]:.0f}-{row['load_average']['after'][0]:.0f}): "
+                f"{row['load_average']['before'][0]:.0f}-{row['load_average']['after'][0]:.0f}{budget}): "
                 f"{cpu:.0f} CPU seconds of optimisation to step {step}")
         for target in TRAIN_TARGETS:
             if row.get(f"cpu_seconds_to_{target:g}dB") is not None:

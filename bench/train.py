@@ -88,12 +88,13 @@ def reference_gap(scene: str, architecture: str, steps: int, eval_every: int) ->
             "load_average": {"before": list(load_before), "after": list(os.getloadavg())}}
 
 
-def run_one(scene: str, architecture: str, eval_every: int, with_reference: bool, max_seconds: float | None) -> dict:
+def run_one(scene: str, architecture: str, eval_every: int, with_reference: bool, max_seconds: float | None,
+            steps: int | None = None) -> dict:
     history: list[tuple[int, float, float]] = []
     cpu_history: list[tuple[int, float]] = []
     load_before, cpu_before = os.getloadavg(), cpu_seconds()
-    metrics = train(scene, architecture, TrainConfig(eval_every=eval_every, max_seconds=max_seconds), history,
-                    cpu_history)
+    metrics = train(scene, architecture, TrainConfig(steps=steps, eval_every=eval_every, max_seconds=max_seconds),
+                    history, cpu_history)
     row = {"scene": scene, "architecture": architecture, "steps": metrics["steps"], "seconds": metrics["seconds"],
            "psnr_test": metrics["psnr_test"], "ssim_test": metrics["ssim_test"], "parameters": metrics["parameters"],
            "history": history, "cpu_history": cpu_history, "threads": torch.get_num_threads(),
@@ -150,13 +151,17 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=None,
                         help="lift (or lower) the default time budget: on a loaded machine the default 600 s cut "
                              "a run short that a quiet machine finishes; the rows record the CPU seconds as well")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="a fixed step count instead of the defaults' (to compare FIELDKIT_NATIVE=0 and =1 "
+                             "runs of equal length in separate --out files)")
     parser.add_argument("--out", default="bench/results/train.json")
     args = parser.parse_args()
     scenes = names() if args.scenes == ["all"] else args.scenes
     rows = []
     for scene in scenes:
         for architecture in args.archs:
-            rows.append(run_one(scene, architecture, args.eval_every, args.reference_gap, args.max_seconds))
+            rows.append(run_one(scene, architecture, args.eval_every, args.reference_gap, args.max_seconds,
+                                args.steps))
             print_table(rows[-1:])
     print()
     print_table(rows)
