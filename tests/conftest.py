@@ -99,3 +99,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def prior_directory(tmp_path_factory):
+    """A tiny built-in-prior pipeline directory (random weights): the generate tests' prior."""
+    from fieldkit.prior.model import PriorArchitecture, PriorComponents
+
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("prior")
+    PriorComponents.build(PriorArchitecture(resolution=16, channels=(16, 32), text_width=32, text_layers=1)) \
+        .save_pretrained(directory)
+    return directory

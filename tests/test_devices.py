@@ -94,17 +94,6 @@ def test_asking_for_cuda_without_one_is_one_line_and_writes_nothing(tmp_path, ca
 
 # -- every verb keeps to its device ----------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def prior_directory(tmp_path_factory):
-    from fieldkit.prior.model import PriorArchitecture, PriorComponents
-
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("prior")
-    PriorComponents.build(PriorArchitecture(resolution=16, channels=(16, 32), text_width=32, text_layers=1)) \
-        .save_pretrained(directory)
-    return directory
-
-
 def _generate(prior_directory, out, rep, *flags) -> int:
     return main(["generate", "a red cube", "--out", str(out / rep), "--prior", str(prior_directory), "--rep", rep,
                  "--device", DEVICE, "--steps", "3", "--resolution", "16", "--turntable-frames", "2",

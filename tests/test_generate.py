@@ -23,17 +23,6 @@ ASSETS = {"gaussians": "splats.safetensors", "field": "field.safetensors"}
 
 
 @pytest.fixture(scope="module")
-def prior_directory(tmp_path_factory):
-    from fieldkit.prior.model import PriorArchitecture, PriorComponents
-
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("prior")
-    PriorComponents.build(PriorArchitecture(resolution=16, channels=(16, 32), text_width=32, text_layers=1)) \
-        .save_pretrained(directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
 def prior(prior_directory):
     return load_prior(str(prior_directory))
 

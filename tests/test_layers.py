@@ -33,17 +33,6 @@ def stack_directory(stack, tmp_path_factory):
     return directory
 
 
-@pytest.fixture(scope="module")
-def prior_directory(tmp_path_factory):
-    from fieldkit.prior.model import PriorArchitecture, PriorComponents
-
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("prior")
-    PriorComponents.build(PriorArchitecture(resolution=16, channels=(16, 32), text_width=32, text_layers=1)) \
-        .save_pretrained(directory)
-    return directory
-
-
 def test_the_ground_truth_stack_scores_as_its_prompts(stack):
     composite = composite_scores(stack)
     assert composite["fidelity"] >= 0.8, composite
