@@ -91,11 +91,12 @@ def machine(results: dict, threads: int | None = None) -> str:
 # -- sections ------------------------------------------------------------------------------
 
 def optimisation_cpu_notes(runs: list[dict]) -> str:
-    """For rows that record the CPU seconds of optimisation (one thread: what a quiet machine's wall
-    clock would show), those seconds, which a loaded machine's wall clock stretches."""
+    """For rows measured while the load exceeded their threads, the CPU seconds of optimisation
+    (one thread: what a quiet machine's wall clock would show), which that load's wall clock stretches."""
     notes = []
     for row in runs:
-        if not row.get("cpu_history"):
+        load = row.get("load_average") or {}
+        if not row.get("cpu_history") or max(load.get("before", [0])[0], load.get("after", [0])[0]) <= row["threads"]:
             continue
         step, cpu = row["cpu_history"][-1]
         budget = f", `--max-seconds {row['max_seconds']:g}`" if row.get("max_seconds") not in (None, 600) else ""
