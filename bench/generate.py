@@ -18,6 +18,7 @@ saturation is the mean HSV saturation of the pixels the object covers.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -31,7 +32,6 @@ import torch
 
 from fieldkit.atomic import write_text
 from fieldkit.batch import Job, run_batch
-from fieldkit.generate.api import generate
 from fieldkit.generate.commands import prompt_directory
 from fieldkit.generate.config import GUIDANCES, REPRESENTATIONS, GenerateConfig
 from fieldkit.guidance.prior import Prior, load_prior
@@ -54,20 +54,22 @@ def quality_rows(prior: Prior, prior_path: str | None, reps: list[str], guidance
     batch = run_batch([Job(name, ("generate", prompt, "--rep", rep, "--guidance", guidance, "--seed", str(seed),
                                   *options, "--out", str(folder / name)))
                        for name, (rep, guidance, prompt, seed) in jobs.items()], folder, workers)
+    load = list(os.getloadavg())  # at the batch's end: its jobs ran in other processes
     rows = []
-    for name, outcome in batch.outcomes.items():
-        if name in jobs and outcome.status == "done" and outcome.metrics:
+    for name in jobs:
+        outcome = batch.outcomes.get(name)
+        if outcome is None:
+            print(f"{name}: not run")
+        elif outcome.status == "done" and outcome.metrics:
             rows.append(outcome.metrics | {"wall_seconds": outcome.seconds, "measured": measured(),
-                                           "workers": workers, "load": list(os.getloadavg())})
-        elif name in jobs:
+                                           "workers": workers, "load": load})
+        else:
             print(f"{name}: {outcome.status} {outcome.error or ''}")
     if INITIAL in guidances:
-        for rep in reps:
-            for prompt in prompts:
-                for seed in seeds:
-                    with tempfile.TemporaryDirectory() as out:
-                        rows.append(initial_metrics(prompt, out, replace(config, rep=rep, seed=seed), prior)
-                                    | {"wall_seconds": 0.0, "measured": measured(), "load": list(os.getloadavg())})
+        for rep, prompt, seed in itertools.product(reps, prompts, seeds):
+            with tempfile.TemporaryDirectory() as out:
+                rows.append(initial_metrics(prompt, out, replace(config, rep=rep, seed=seed), prior)
+                            | {"wall_seconds": 0.0, "measured": measured(), "load": list(os.getloadavg())})
     return rows
 
 

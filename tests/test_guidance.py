@@ -21,15 +21,9 @@ from fieldkit.guidance.vsd import VSD
 
 
 @pytest.fixture(scope="module")
-def pixel_prior(tmp_path_factory):
+def pixel_prior(prior_directory):
     """A random-weight built-in-style prior: pixel-space 16 px UNet, word-level tokenizer."""
-    from fieldkit.prior.model import PriorArchitecture, PriorComponents
-
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("pixel_prior")
-    PriorComponents.build(PriorArchitecture(resolution=16, channels=(16, 32), text_width=32, text_layers=1)) \
-        .save_pretrained(directory)
-    return load_prior(directory)
+    return load_prior(prior_directory)
 
 
 def _clip_tokenizer(directory):
