@@ -455,6 +455,30 @@ def mesh_section(results: dict) -> list[str]:
     return lines
 
 
+def batch_rows(results: dict) -> list[list[str]]:
+    return [[str(run["workers"]), f"{run['done']}/{run['jobs']}", number(run["wall_seconds"], 0),
+             number(run["job_seconds_mean"], 0), f"{run['speedup']:.2f}x"] for run in results["runs"]]
+
+
+def batch_sentence(results: dict) -> str:
+    """The sweep's wall time with one worker and with the most, in one sentence."""
+    first, last = results["runs"][0], results["runs"][-1]
+    return (f"The {results['prompts']}-prompt `generate` sweep (`python bench/batch.py`) takes "
+            f"{first['wall_seconds'] / 60:.0f} min with {first['workers']} worker and {last['wall_seconds'] / 60:.0f} min "
+            f"with {last['workers']} ({last['speedup']:.2f}x) on a {results['machine']['cpus']}-core CPU; "
+            f"{measured_line([results['measured']]).lower()}.")
+
+
+def batch_section(results: dict) -> list[str]:
+    return ["## Batches: `fieldkit batch`", "",
+            f"{measured_line([results['measured']])}, on a {results['machine']['cpus']}-core CPU, torch "
+            f"{results['machine']['torch']} (`python bench/batch.py --workers 1 2`): every single-object prompt of "
+            "the built-in prior as a default `fieldkit generate` job, from empty directories, one worker (one job "
+            "at a time, on all the cores) against more (a local Ray, one core per job). \"job s\" is the mean "
+            "time a job took inside its worker.", "",
+            table(["workers", "done", "wall (s)", "job s", "speedup"], batch_rows(results), right={1, 2, 3, 4})]
+
+
 def largest_of_each_op(rows: list[dict]) -> list[dict]:
     """The row of each op at its largest size (the README's short table; benchmarks.md has all)."""
     return [max((row for row in rows if row["op"] == op), key=lambda row: row["elements"])
@@ -480,6 +504,8 @@ def benchmarks_page() -> str:
         kernels_section(kernels)]
     if (RESULTS / "mesh.json").exists():  # until bench/mesh.py has run, the page has no mesh section
         sections.insert(4, mesh_section(load("mesh")))
+    if (RESULTS / "batch.json").exists():
+        sections.append(batch_section(load("batch")))
     return "\n\n".join("\n".join(section) for section in sections) + "\n"
 
 
@@ -579,6 +605,8 @@ def readme_blocks() -> dict[str, str]:
         ["op", "size", "native (s)", "torch (s)", "speedup"],
         [[row["op"], row["size"], number(row["native_seconds"], 3), number(row["reference_seconds"], 3),
           f"{row['speedup']:.1f}x"] for row in largest_of_each_op(kernels["ops"])], {2, 3, 4})
+    if (RESULTS / "batch.json").exists():
+        blocks["batch"] = batch_sentence(load("batch"))
     return blocks
 
 
