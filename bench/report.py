@@ -476,7 +476,8 @@ def batch_section(results: dict) -> list[str]:
             "the built-in prior as a default `fieldkit generate` job, from empty directories, one worker (one job "
             "at a time, on all the cores) against more (a local Ray, one core per job). \"job s\" is the mean "
             "time a job took inside its worker.", "",
-            table(["workers", "done", "wall (s)", "job s", "speedup"], batch_rows(results), right={1, 2, 3, 4})]
+            table(["workers", "done", "wall (s)", "job s", "speedup"], batch_rows(results), right={1, 2, 3, 4})] + \
+        (["", results["note"]] if results.get("note") else [])
 
 
 def largest_of_each_op(rows: list[dict]) -> list[dict]:
