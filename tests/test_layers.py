@@ -152,6 +152,32 @@ def test_decompose_completes_each_layer_from_its_own_splats(prior_directory, sta
     assert red[0] > red[2] and blue[2] > blue[0]  # the splats each was split with, not a random ball
 
 
+def test_a_layer_prunes_the_splats_no_view_needs_however_faint_the_rest(stack, prior_directory, tmp_path):
+    """A layer's surface is many faint splats when its sharpening phase starts: its prune keeps
+    most of them (the generator's opacity floor would leave the one opaque splat alone), and
+    still drops the splats too small for any view to need."""
+    from fieldkit.generate.config import GenerateConfig
+    from fieldkit.generate.splats import PRUNE_OPACITY
+    from fieldkit.guidance.prior import load_prior
+    from fieldkit.layers.frames import merged, translated
+    from fieldkit.layers.training import LayerGeneration
+
+    cube, sphere = (layer.placed() for layer in stack.layers)
+    specks = translated(sphere, torch.zeros(3))
+    with torch.no_grad():
+        specks.log_scales.fill_(-12.0)  # 6e-6 across: under a pixel of any view
+    faint = merged([sphere, specks])
+    with torch.no_grad():
+        faint.opacity_logits.fill_(torch.logit(torch.tensor(0.1)).item())
+        faint.opacity_logits[0] = torch.logit(torch.tensor(0.9))  # a floor would leave this one alone
+    stage = LayerGeneration("red cube with blue sphere on top", "a blue sphere", "on top", [cube], tmp_path / "stage",
+                            GenerateConfig(steps=3, resolution=16, max_splats=2500),
+                            load_prior(str(prior_directory)), start=faint)
+    stage.prune(PRUNE_OPACITY)
+    assert len(stage.model) >= 0.5 * len(sphere)
+    assert (stage.model.log_scales > -12.0).all()  # no speck kept
+
+
 @pytest.mark.parametrize("argv, message", [
     (["render", "{dir}", "--orbit", "2", "--layer", "hat", "--out", "{tmp}/r"], "no layer named 'hat'"),
     (["compose", "{dir}", "--without", "hat", "--out", "{tmp}/c"], "no layer named 'hat'"),

@@ -10,7 +10,8 @@ Each step takes three terms:
   visual hull, `volume.py`), so the layer cannot grow into them.
 Every render goes through cameras framed on what they show (`frames.py`), since the prior only
 knows centred objects of about one size. Densification, pruning and the sharpening phase are the
-splat generator's, on the layer's splats alone.
+splat generator's, on the layer's splats alone, except that pruning goes by need only (no opacity
+floor) and counts views from below.
 Dimension letters: N splats, C cameras.
 """
 from __future__ import annotations
@@ -25,15 +26,17 @@ from fieldkit.generate.splats import (
     INITIAL_OPACITY,
     INITIAL_RADIUS,
     INITIAL_SPLATS,
+    RING_AZIMUTHS,
+    RING_ELEVATIONS,
     RING_RESOLUTION,
     SplatGeneration,
     ball_points,
-    ring_cameras,
 )
 from fieldkit.generate.views import Views, random_views
 from fieldkit.guidance.prompts import PromptProcessor
 from fieldkit.layers.frames import REFERENCE_SIZE, frame_of, framed, merged
 from fieldkit.layers.prompts import ON_TOP
+from fieldkit.layers.scoring import ring
 from fieldkit.layers.volume import visual_hull
 from fieldkit.render.splats import rasterize
 from fieldkit.scenes.objects import CAMERA_DISTANCE, ELEVATION_DEGREES
@@ -133,9 +136,17 @@ class LayerGeneration(SplatGeneration):
         return output.loss, super().regularisation(renders)
 
     def pruning_views(self) -> Cameras:
-        """The splat generator's pruning ring, framed on the layer: around the origin at the prior's
-        distance a small layer covers few pixels, and pruning would thin it to specks."""
-        return framed(ring_cameras(RING_RESOLUTION), frame_of(self.model))
+        """The splat generator's pruning ring, framed on the layer (around the origin at the prior's
+        distance a small layer covers few pixels, and pruning would thin it to specks), and one
+        more turn from below, where only the views of the layer alone see its underside."""
+        return ring(frame_of(self.model), (-BELOW_ELEVATION,) + RING_ELEVATIONS, RING_AZIMUTHS, RING_RESOLUTION)
+
+    def prune(self, opacity: float) -> None:
+        """The splat generator's prune without its opacity floor: a layer starts as a small, dense
+        ball, whose surface is still many faint splats (most under 20% opaque) when the sharpening
+        phase begins, so a floor took ~90% of them and the layer's score with them. Whether a view
+        needs a splat (its blending weight, which counts its opacity) decides alone."""
+        super().prune(0.0)
 
     def after_gradients(self) -> None:
         grad = self._output.means2d.grad
