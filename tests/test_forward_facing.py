@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from fieldkit.asset_file import read_tensors
+from fieldkit.asset_file import read_tensors, write_tensors
 from fieldkit.cameras import Cameras, look_at
 from fieldkit.cli import main
 from fieldkit.data import load_dataset
 from fieldkit.distill import ConvertConfig, Converter
+from fieldkit.errors import FieldkitError
 from fieldkit.images import write_png
 from fieldkit.io import load, save_field
 from fieldkit.ndc import NdcSpace, average_pose
@@ -145,8 +146,12 @@ def test_the_space_travels_with_the_asset_to_render_and_convert(trained, capture
 
 def test_a_field_without_a_space_renders_in_world_coordinates_as_before(trained, tmp_path):
     save_field(trained["box"][0].model, tmp_path / "box.safetensors")
-    assert "space" not in read_tensors(tmp_path / "box.safetensors")[1]
-    assert load(tmp_path / "box.safetensors").space is None
+    tensors, header = read_tensors(tmp_path / "box.safetensors")
+    assert "space" not in header and load(tmp_path / "box.safetensors").space is None
+    for space in ({"kind": "sphere"}, {"kind": "ndc", "world_to_camera": [[1.0]], "scale": [1, 1], "near": 1}):
+        write_tensors(tmp_path / "damaged.safetensors", tensors, header | {"space": space})
+        with pytest.raises(FieldkitError, match="header 'space."):
+            load(tmp_path / "damaged.safetensors")
 
 
 @pytest.mark.parametrize("case, message", [
