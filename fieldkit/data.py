@@ -59,6 +59,9 @@ class Dataset:
     point_cloud: Path | tuple[Tensor, Tensor] | None = None
     """the scene's sparse points: a .ply (nerfstudio's ply_file_path), or positions [P, 3] and
     colours [P, 3] read with the cameras (a COLMAP model's points3D)"""
+    nearest_bound: float | None = None
+    """an LLFF capture's nearest near bound (world units): where a forward-facing scene starts,
+    which its NDC needs (fieldkit.ndc)"""
 
     def __len__(self) -> int:
         return len(self.images)
@@ -91,6 +94,7 @@ class _Transforms:
     frames: list[dict]
     poses: Tensor  # [C, 4, 4]
     points: tuple[Tensor, Tensor] | None = None  # sparse points read with the cameras: [P, 3] positions, colours
+    nearest_bound: float | None = None  # an LLFF capture's nearest near bound
 
     def keys(self, index: int) -> dict:
         # a frame's own intrinsics override the file-wide ones (nerfstudio per-frame cameras)
@@ -160,7 +164,7 @@ def load_dataset(source: str | os.PathLike, split: str = "train", *, background=
               for index, image_path in enumerate(image_paths)]
     return Dataset(name=name, split=split, images=images, cameras=cameras, aabb=_scene_aabb(scene),
                    background=background, image_names=[transforms.stem(i) for i in range(len(images))],
-                   source=str(path), point_cloud=_point_cloud(scene))
+                   source=str(path), point_cloud=_point_cloud(scene), nearest_bound=scene.nearest_bound)
 
 
 def load_cameras(path: str | os.PathLike, *, downscale: float = 1.0) -> tuple[Cameras, list[str]]:
@@ -259,7 +263,10 @@ def _capture_transforms(root: Path) -> _Transforms:
     """An LLFF capture's or a COLMAP model's cameras, as the transforms document they make (image
     paths relative to `root`); a COLMAP model's sparse points come along."""
     if is_llff(root):
-        return _transforms_from_document(root / POSES_NAME, read_llff(root))
+        document = read_llff(root)
+        scene = _transforms_from_document(root / POSES_NAME, document)
+        scene.nearest_bound = document["nearest_bound"]
+        return scene
     document, (positions, colours) = read_colmap(root)
     scene = _transforms_from_document(root / "sparse", document)
     scene.points = (torch.as_tensor(positions, dtype=torch.float32), torch.as_tensor(colours, dtype=torch.float32))

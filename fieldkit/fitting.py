@@ -8,7 +8,9 @@ import torch
 
 from fieldkit.data import Dataset
 from fieldkit.defaults import TRAIN_BATCH_SAMPLES
+from fieldkit.errors import FieldkitError
 from fieldkit.metrics import mse_to_psnr, psnr, ssim
+from fieldkit.ndc import SPACES
 from fieldkit.options import check_numbers
 from fieldkit.renderable import Renderable
 from fieldkit.runs import ResumableRun
@@ -44,11 +46,18 @@ class TrainConfig:
     """random seed"""
     preset: str = "cpu"
     """architecture preset: cpu or gpu"""
+    space: str = "auto"
+    """where a field lives: ndc (a forward-facing capture's view from its near plane to infinity made a
+    unit box, sampled evenly in disparity), box (world coordinates in the scene's bounds) or auto (ndc for a
+    forward-facing LLFF capture, whose distant background would leave a world box mostly empty; box for
+    everything else, splats included); recorded in the asset, so render, view and convert use it too"""
 
     def __post_init__(self):
         check_numbers(self, positive=("steps", "max_seconds", "batch_rays", "batch_samples", "samples_per_diagonal",
                                       "occupancy_resolution", "occupancy_every", "eval_every", "final_lr_fraction",
                                       "downscale"))
+        if self.space not in SPACES:
+            raise FieldkitError(f"unknown --space {self.space!r}; choose {', '.join(SPACES)}")
 
 
 @torch.no_grad()

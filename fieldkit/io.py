@@ -20,6 +20,7 @@ from fieldkit.fields import field_class
 from fieldkit.gaussians import Splats, is_splat_file, load_splats
 from fieldkit.gaussians.asset import splats_from_asset
 from fieldkit.mesh import Mesh, is_mesh_file, load_mesh
+from fieldkit.ndc import space_from_header
 from fieldkit.radiance import RadianceField
 from fieldkit.teachers import is_teacher_file, load_teacher_file
 from fieldkit.render.occupancy import OccupancyGrid
@@ -39,7 +40,8 @@ OCCUPANCY_TENSORS = {"occupancy.density": torch.float32, "occupancy.occupied": t
 
 
 def field_header(model: RadianceField) -> dict:
-    return {
+    space = {} if model.space is None else {"space": model.space.header()}
+    return space | {
         "format_version": FORMAT_VERSION,
         "kind": "field",
         "architecture": model.architecture,
@@ -63,15 +65,16 @@ def save_field(model: RadianceField, path: str | Path) -> None:
     write_tensors(path, model_tensors(model), field_header(model))
 
 
-def field_from_header(header: dict) -> RadianceField:
-    """An untrained model with the architecture, config and bounds that a header describes
+def field_from_header(header: dict, path="asset") -> RadianceField:
+    """An untrained model with the architecture, config, bounds and space that a header describes
     (a header that `check_field_header` passed)."""
     cls = field_class(header["architecture"])
     config = cls.config_class(**header["config"])
     bounds = torch.tensor(header["bounds"], dtype=torch.float32)
     occupancy = header["occupancy"]
     grid = OccupancyGrid(bounds, occupancy["resolution"], occupancy["decay"], occupancy["opacity_threshold"])
-    model = RadianceField(cls(config, bounds), grid, header["render"]["step_size"], header["render"]["background"])
+    model = RadianceField(cls(config, bounds), grid, header["render"]["step_size"], header["render"]["background"],
+                          space_from_header(header, path))
     model.metrics, model.dataset = header.get("metrics", {}), header.get("dataset", {})
     return model
 
@@ -136,7 +139,7 @@ def load_field(tensors: dict[str, torch.Tensor], header: dict, path) -> Radiance
     check_occupancy_tensors(tensors, header["occupancy"]["resolution"], path)
     check_parameter_count(tensors, header, path)
     try:
-        model = field_from_header(header)
+        model = field_from_header(header, path)
     except FieldkitError as error:  # e.g. a tinycudann hash grid on a machine without it
         message = str(error)
         raise FieldkitError(message if str(path) in message else f"{path}: {message}") from None
@@ -171,6 +174,7 @@ def check_field_header(header: dict, path) -> dict:
     if "background" not in render:
         raise FieldkitError(f"{path} has an incomplete fieldkit header (no 'render.background'): a damaged asset")
     background = colour(render, "background", path, "render.")
+    space_from_header(header, path)  # refused here, before anything is built
     occupancy = header_section(header, "occupancy", path)
     grid = {"resolution": whole_number(occupancy, "resolution", path, "occupancy.", low=1,
                                        high=MAX_OCCUPANCY_RESOLUTION),

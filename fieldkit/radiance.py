@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from fieldkit.cameras import Cameras
 from fieldkit.fields import Field
+from fieldkit.ndc import NdcSpace
 from fieldkit.render.occupancy import OccupancyGrid
 from fieldkit.render.volume import RenderOutput, composite, march, render_rays
 
@@ -19,9 +20,11 @@ class RadianceField(nn.Module):
 
     kind = "field"
 
-    def __init__(self, field: Field, grid: OccupancyGrid, step_size: float, background=(1.0, 1.0, 1.0)):
+    def __init__(self, field: Field, grid: OccupancyGrid, step_size: float, background=(1.0, 1.0, 1.0),
+                 space: NdcSpace | None = None):
         super().__init__()
         self.field, self.grid, self.step_size = field, grid, step_size
+        self.space = space  # None: the field, its box and its grid are in world coordinates
         self.register_buffer("background", torch.as_tensor(background, dtype=torch.float32).reshape(3).clone())
         self.metrics: dict = {}
         self.dataset: dict = {}
@@ -34,6 +37,11 @@ class RadianceField(nn.Module):
     def aabb(self) -> Tensor:
         return self.field.aabb
 
+    def marched_rays(self, origins: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
+        """World rays [R, 3] as the rays marched through the field's box: the same rays, or their
+        NDC (see fieldkit.ndc); depths of a render are measured along these."""
+        return (origins, directions) if self.space is None else self.space.rays(origins, directions)
+
     def _radiance(self, points: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
         output = self.field(points, directions)
         return output.log_density, output.rgb
@@ -42,8 +50,8 @@ class RadianceField(nn.Module):
                     jitter: Tensor | None = None, max_samples: int | None = None) -> RenderOutput:
         """See `fieldkit.render.volume.render_rays`; with `max_samples` it may render only the first rays."""
         background = self.background if background is None else background
-        return render_rays(self._radiance, self.field.log_density, self.grid, origins, directions, background,
-                           self.step_size, jitter, max_samples)
+        return render_rays(self._radiance, self.field.log_density, self.grid, *self.marched_rays(origins, directions),
+                           background, self.step_size, jitter, max_samples, view_directions=directions)
 
     @torch.no_grad()
     def _render_chunk(self, origins: Tensor, directions: Tensor, background: Tensor | None) -> RenderOutput:
@@ -52,7 +60,7 @@ class RadianceField(nn.Module):
         if not hasattr(self.field, "geometry_rows"):
             return self.render_rays(origins, directions, background)
         background = self.background if background is None else background
-        samples = march(self.field.geometry_rows, self.grid, origins, directions, self.step_size)
+        samples = march(self.field.geometry_rows, self.grid, *self.marched_rays(origins, directions), self.step_size)
 
         def radiance(points: Tensor, sample_directions: Tensor) -> tuple[Tensor, Tensor]:
             output = self.field.output_from_geometry(samples.values, sample_directions)

@@ -8,6 +8,7 @@ import torch
 from fieldkit.cameras import Cameras, framing_distance, orbit_cameras, turntable_azimuths
 from fieldkit.atomic import output_directory
 from fieldkit.data import load_cameras
+from fieldkit.errors import FieldkitError
 from fieldkit.images import write_png
 from fieldkit.io import load
 from fieldkit.progress import progress_bar
@@ -60,5 +61,8 @@ def turntable_around(aabb: torch.Tensor, count: int, resolution: int, elevation_
 def render_orbit(asset: str | Path, out: str | Path, count: int, resolution: int,
                  device: str | torch.device = "cpu") -> list[Path]:
     model = load(asset).to(device)
+    if getattr(model, "space", None) is not None:
+        raise FieldkitError(f"{asset} is a field trained in NDC, which holds only what its forward-facing capture "
+                            f"saw: a turntable would look at it from behind; render it with --cameras CAPTURE")
     cameras = turntable_around(model.aabb, count, resolution)
     return render_each(model, cameras, [f"orbit_{index:03d}" for index in range(count)], out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -14,8 +14,10 @@ from fieldkit.data import load_dataset
 from fieldkit.defaults import resolve_train
 from fieldkit.fields import build_field, make_config
 from fieldkit.devices import make_generator, resolve_device
+from fieldkit.errors import FieldkitError
 from fieldkit.fitting import PhotoRun, TrainConfig
 from fieldkit.gaussians.trainer import SplatTrainer
+from fieldkit.ndc import training_space
 from fieldkit.radiance import RadianceField
 from fieldkit.render.occupancy import OccupancyGrid
 from fieldkit.runs import RunDirectory
@@ -48,6 +50,8 @@ def make_trainer(source: str, architecture: str, out: str | Path, config: TrainC
                  overrides: dict | None = None, device: str | torch.device = "cpu") -> "Trainer":
     """The trainer for an architecture: splats have their own, every field shares `Trainer`."""
     if architecture == "gaussians":
+        if config.space == "ndc":
+            raise FieldkitError("--space ndc trains fields only: splats live in world coordinates (use --space box)")
         return SplatTrainer(source, out, config, overrides, device)
     return Trainer(source, architecture, out, config, overrides, device)
 
@@ -62,17 +66,19 @@ class Trainer(PhotoRun):
         self.train_set = load_dataset(source, "train", downscale=config.downscale)
         self.test_set = load_dataset(source, "test", downscale=config.downscale)
         self.rgb, self.camera_index, self.pixel_x, self.pixel_y = self.train_set.pixels()
+        space = training_space(config.space, self.train_set.cameras, self.train_set.nearest_bound)
+        aabb = self.train_set.aabb if space is None else space.bounds(self.train_set.cameras)
+        config = replace(config, space="box" if space is None else space.kind)
         self.config = config = resolve_train(config, architecture, self.rgb.shape[0])
         self.steps, self.time_budget = config.steps, config.max_seconds
         self.settings = {"train_config": asdict(config), "field_config": asdict(field_config)}
-        aabb = self.train_set.aabb
         step_size = float((aabb[1] - aabb[0]).norm()) / config.samples_per_diagonal
         torch.manual_seed(config.seed)  # parameter initialisation
         field = build_field(architecture, aabb, field_config)  # a config that cannot be built writes nothing
         request = {"source": str(source), "architecture": architecture} | self.settings
         self.resuming = self.run.claim(request)
         self.model = RadianceField(field, OccupancyGrid(aabb, config.occupancy_resolution), step_size,
-                                   self.train_set.background).to(device)
+                                   self.train_set.background, space).to(device)
         self.train_set, self.test_set = self.train_set.to(device), self.test_set.to(device)
         self.rgb, self.camera_index, self.pixel_x, self.pixel_y = (
             pixels.to(device) for pixels in (self.rgb, self.camera_index, self.pixel_x, self.pixel_y))

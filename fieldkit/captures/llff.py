@@ -43,7 +43,8 @@ def _frustum_corners(c2w: np.ndarray, near: float, far: float, width: float, hei
 
 def read_llff(root: Path) -> dict:
     """A transforms document for the capture at `root` (image paths relative to `root`); the scene
-    bounds hold every camera's view between its near and far bounds."""
+    bounds hold every camera's view between its near and far bounds, and "nearest_bound" is the
+    nearest of the near bounds (where NDC starts, fieldkit.ndc)."""
     array = _poses(root / POSES_NAME)
     folder = root / "images"
     names = sorted(path.name for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES) \
@@ -67,4 +68,4 @@ def read_llff(root: Path) -> dict:
         corners.append(_frustum_corners(c2w, near, far, width, height, focal))
     corners = np.concatenate(corners)
     return {"frames": frames, "aabb": [corners.min(axis=0).tolist(), corners.max(axis=0).tolist()],
-            "source_format": "llff"}
+            "source_format": "llff", "nearest_bound": float(bounds[:, 0].min())}

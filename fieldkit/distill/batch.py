@@ -90,8 +90,8 @@ def teach_rays(teacher: RadianceField, student: RadianceField, stages: list[str]
     """The teacher's half of `distill_rays`: None when no ray met anything."""
     record: dict[str, FieldOutput] = {}
     scaled = jitter * stride
-    samples = march(_visibility(teacher, student, stages, colours), teacher.grid, origins, directions,
-                    teacher.step_size, scaled.frac())
+    samples = march(_visibility(teacher, student, stages, colours), teacher.grid,
+                    *teacher.marched_rays(origins, directions), teacher.step_size, scaled.frac())
     target = composite(_recording(teacher, record, "teacher", samples), samples, directions,
                        teacher.background, teacher.step_size)
     if "teacher" not in record:

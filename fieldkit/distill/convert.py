@@ -24,6 +24,7 @@ from fieldkit.distill.student import (
     inherit_colour_head,
     load_teacher,
     make_student,
+    refuse_ndc_teacher,
     sample_stride,
     student_config,
 )
@@ -184,9 +185,10 @@ class Converter(ResumableRun):
             self.note(f"the time limit ended the run after {self.step} of {self.steps} steps")
         self.student.eval()
         config = self.config
-        # a splat teacher is scored at its training views' scale (see held_out_cameras)
+        # a splat teacher is scored at its training views' scale (see held_out_cameras); an NDC teacher
+        # from poses like its captures', since a turntable around its NDC box means nothing in the world
         cameras = held_out_cameras(self.rig, self.teacher.dataset, config.eval_views, config.seed) \
-            if isinstance(self.teacher, BakedTeacher) else None
+            if isinstance(self.teacher, BakedTeacher) or self.teacher.space is not None else None
         metrics = compare_to_teacher(self.teacher, self.student, config.eval_views, config.eval_resolution, cameras)
         if not math.isfinite(metrics["psnr_vs_teacher"]):
             raise FieldkitError(f"the student renders NaN after {self.step} steps; the last checkpoint is kept in "
@@ -211,6 +213,8 @@ def make_converter(teacher_path: str | Path, architecture: str, out: str | Path,
     if architecture not in (*ARCHITECTURES, "gaussians", "mesh"):
         raise FieldkitError(f"unknown target '{architecture}'; choose one of: {', '.join(ARCHITECTURES)}, gaussians, "
                             f"mesh")
+    if architecture in ("gaussians", "mesh"):
+        refuse_ndc_teacher(teacher_path, "splats" if architecture == "gaussians" else "a mesh")
     if architecture == "mesh":
         if overrides:
             raise FieldkitError("--set changes a field student's architecture; a mesh takes --faces, --texture-size "

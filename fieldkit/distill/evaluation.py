@@ -30,7 +30,8 @@ def compare_to_teacher(teacher: RadianceField, student: RadianceField, views: in
     visible samples of the first view."""
     cameras = turntable_around(teacher.aabb, views, resolution) if cameras is None else cameras
     origins, directions = cameras.image_rays(0)
-    points = march(teacher.field.log_density, teacher.grid, origins, directions, teacher.step_size).points  # [M, 3]
+    points = march(teacher.field.log_density, teacher.grid, *teacher.marched_rays(origins, directions),
+                   teacher.step_size).points  # [M, 3]
     error = (student.field.log_density(points) - teacher.field.log_density(points)).square().mean()
     return {"psnr_vs_teacher": psnr_vs_teacher(teacher, student, cameras),
             "log_density_rmse": float(error.sqrt())}

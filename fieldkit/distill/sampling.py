@@ -16,11 +16,9 @@ from torch import Tensor
 from fieldkit.cameras import FIELD_OF_VIEW, Cameras, framing_distance, look_at
 from fieldkit.data import load_cameras, resolve_source
 from fieldkit.errors import FieldkitError
+from fieldkit.ndc import is_forward_facing
 
 RIGS = ("sphere", "hemisphere", "box")
-# a dataset whose cameras all look this much the same way is forward-facing (an orbit's
-# viewing directions cancel out, a hemisphere's keep only their downward part)
-FORWARD_FACING_AGREEMENT = 0.9
 BOX_MARGIN = 0.1  # the box grows by this fraction of its extent on every side
 
 
@@ -135,8 +133,7 @@ def choose_rig(requested: str, aabb: Tensor, dataset: dict) -> CameraRig:
         raise FieldkitError("the box rig needs the teacher's dataset cameras, and the teacher carries none")
     if cameras is not None:
         forwards = -cameras.c2w[:, :3, 2]  # OpenGL cameras look down their -z axis
-        forward_facing = float(forwards.mean(dim=0).norm()) >= FORWARD_FACING_AGREEMENT
-        if requested == "box" or forward_facing:
+        if requested == "box" or is_forward_facing(cameras.c2w):
             focus = float((aabb[1] - aabb[0]).norm()) / 2
             return BoxRig(cameras.positions.to(aabb.device), forwards.to(aabb.device), focus)
     if requested == "auto" and cameras is not None:

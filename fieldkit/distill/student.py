@@ -1,5 +1,5 @@
 """The student: a new field of the target architecture that takes over the teacher's bounds,
-occupancy grid and render settings, and optionally its colour head."""
+occupancy grid, render settings and space (fieldkit.ndc), and optionally its colour head."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,6 +41,14 @@ def load_teacher(path: str | Path) -> RadianceField:
     return model.requires_grad_(False).eval()
 
 
+def refuse_ndc_teacher(path: str | Path, target: str) -> None:
+    """Splats and meshes live in world coordinates, so a field trained in NDC cannot hand them its geometry."""
+    model = load(path)
+    if getattr(model, "space", None) is not None:
+        raise FieldkitError(f"{path} is a field trained in NDC (--space ndc), whose geometry is not in world "
+                            f"coordinates: convert it to another field, or train with --space box to make {target}")
+
+
 def copy_grid(grid: OccupancyGrid) -> OccupancyGrid:
     copy = OccupancyGrid(grid.aabb, grid.resolution, grid.decay, grid.opacity_threshold)
     copy.load_state_dict(grid.state_dict())
@@ -68,6 +76,6 @@ def sample_stride(teacher_samples: float, student: str, teacher: str = "") -> in
 
 def make_student(teacher: RadianceField, architecture: str, field_config) -> RadianceField:
     field = build_field(architecture, teacher.aabb, field_config, 'student')
-    student = RadianceField(field, copy_grid(teacher.grid), teacher.step_size, teacher.background)
+    student = RadianceField(field, copy_grid(teacher.grid), teacher.step_size, teacher.background, teacher.space)
     student.dataset = dict(teacher.dataset)
     return student.to(torch.float32)

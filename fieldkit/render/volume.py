@@ -276,20 +276,23 @@ def composite(radiance_fn: RadianceFn, samples: RaySamples, directions: Tensor, 
 
 def render_rays(radiance_fn: RadianceFn, log_density_fn: LogDensityFn, grid: OccupancyGrid, origins: Tensor,
                 directions: Tensor, background: Tensor, step_size: float, jitter: Tensor | None = None,
-                max_samples: int | None = None) -> RenderOutput:
+                max_samples: int | None = None, view_directions: Tensor | None = None) -> RenderOutput:
     """Composites rgb, alpha and depth [R] along rays over `background` [3] or [R, 3].
+    `view_directions` [R, 3] are what the field sees, when they differ from the marched rays'
+    (rays marched in NDC keep their world directions for colour).
 
     A first pass without gradient finds where each ray becomes opaque; only the samples
     before that point are evaluated again with gradient. With `max_samples`, only the first rays
     whose occupied samples fit in it are rendered (the output then has fewer rows than `origins`):
     a training step of random rays costs the same however much of the grid is still occupied.
     """
+    view_directions = directions if view_directions is None else view_directions
     samples = sample_along_rays(origins, directions, grid, step_size, jitter)
     if max_samples is not None:
         count = leading_rays(samples, origins.shape[0], max_samples)
         if count < origins.shape[0]:
             samples = samples.subset(slice(0, int(torch.searchsorted(samples.rays, count))))
-            directions = directions[:count]
+            view_directions = view_directions[:count]
             background = background[:count] if background.dim() == 2 else background
-    samples = visible_samples(log_density_fn, samples, directions.shape[0], step_size)
-    return composite(radiance_fn, samples, directions, background, step_size)
+    samples = visible_samples(log_density_fn, samples, view_directions.shape[0], step_size)
+    return composite(radiance_fn, samples, view_directions, background, step_size)
