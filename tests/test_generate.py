@@ -141,7 +141,7 @@ def test_unknown_choices_are_refused(prior_directory, tmp_path, capsys):
 
 def test_cleaning_finds_floaters_and_splats_that_no_view_needs():
     from fieldkit.gaussians.initialise import splats_from_points
-    from fieldkit.generate.splats import NEEDED_WEIGHT, alpha_entropy, isolated, largest_blend_weights
+    from fieldkit.generate.splats import NEEDED_WEIGHT, alpha_entropy, background_coloured, isolated, largest_blend_weights
 
     generator = torch.Generator().manual_seed(0)
     body = (torch.rand(300, 3, generator=generator) - 0.5) * 0.6
@@ -155,3 +155,8 @@ def test_cleaning_finds_floaters_and_splats_that_no_view_needs():
     # the alpha entropy is zero on empty and opaque pixels and largest at one half
     assert float(alpha_entropy(torch.tensor([[[0.0, 1.0]]]))) < 0.01
     assert float(alpha_entropy(torch.full((1, 1, 2), 0.5))) > 1.3  # two pixels of ln 2 each
+    # white and pale splats are background paint; the palette's lightest colour (yellow) is not
+    palette = splats_from_points(torch.zeros(4, 3), torch.tensor([[1.0, 1.0, 1.0], [0.8, 0.85, 0.9], [0.95, 0.85, 0.15],
+                                                                  [0.12, 0.3, 0.9]]), 0.9, 0, torch.ones(3))
+    assert background_coloured(palette, 0.7).tolist() == [True, True, False, False]
+    assert not background_coloured(palette, 0.0).any()

@@ -33,6 +33,7 @@ def test_the_builtin_prior_keeps_its_defaults(pixel_prior, rep, guidance, steps,
     distance, elevation, fov = config.camera_ranges()
     assert distance == (2.3, 2.3) and elevation == (0.0, 40.0)
     assert fov[0] == fov[1] and math.radians(fov[0]) == pytest.approx(FIELD_OF_VIEW, abs=1e-12)
+    assert config.background_prune == 0.7
 
 
 @pytest.mark.parametrize("rep,guidance,resolution,scale", [("gaussians", "sds", 512, 100.0), ("field", "vsd", 256, 7.5)])
@@ -40,12 +41,14 @@ def test_a_stable_diffusion_prior_gets_its_users_settings(sd_prior, rep, guidanc
     config = GenerateConfig(rep=rep, guidance=guidance).resolved(profile_of(sd_prior))
     assert (config.render_resolution, config.scale) == (resolution, scale)
     assert config.camera_ranges() == ((2.0, 2.8), (-10.0, 60.0), (40.0, 60.0))
+    assert config.background_prune == 0.0  # its objects may be white
 
 
 def test_the_users_settings_win_over_the_profile(sd_prior):
-    asked = GenerateConfig(guidance_scale=30.0, resolution=96, steps=7, elevation="0,20", camera_distance="2.5", fov="50")
+    asked = GenerateConfig(guidance_scale=30.0, resolution=96, steps=7, elevation="0,20", camera_distance="2.5", fov="50",
+                           background_prune=0.3)
     config = asked.resolved(profile_of(sd_prior))
-    assert (config.scale, config.render_resolution, config.total_steps) == (30.0, 96, 7)
+    assert (config.scale, config.render_resolution, config.total_steps, config.background_prune) == (30.0, 96, 7, 0.3)
     assert config.camera_ranges() == ((2.5, 2.5), (0.0, 20.0), (50.0, 50.0))
 
 

@@ -31,13 +31,18 @@ class PriorProfile:
     """degrees above the horizon"""
     fov: tuple[float, float]
     """horizontal field of view in degrees"""
+    background_prune: float = 0.0
+    """splats: RGB distance from white under which a splat is pruned as background paint (0: never)"""
 
 
 BUILTIN_PROFILE = PriorProfile(
     "builtin", {"gaussians": 300, "field": 400}, {"gaussians": 64, "field": 32},
     {"sds": 20.0, "bsd": 20.0, "bsd-auto": None, "vsd": 7.5},
     # the built-in prior's training views (scenes.objects): one distance, one field of view
-    (CAMERA_DISTANCE, CAMERA_DISTANCE), ELEVATION_DEGREES, (math.degrees(FIELD_OF_VIEW),) * 2)
+    (CAMERA_DISTANCE, CAMERA_DISTANCE), ELEVATION_DEGREES, (math.degrees(FIELD_OF_VIEW),) * 2,
+    # it has only seen white backgrounds, so on a random one it asks for white around the object, and
+    # splats give it that as opaque white fuzz; no colour of its palette is this pale
+    background_prune=0.7)
 STABLE_DIFFUSION_PROFILE = PriorProfile(
     # DreamGaussian renders splats at up to 512 px and threestudio fields at 64-512 px for SD;
     # DreamFusion's SDS needs CFG 100, ProlificDreamer's VSD 7.5 (its LoRA replaces the strong guidance)
@@ -127,6 +132,10 @@ class GenerateConfig:
     """vsd: learning rate of the LoRA adapters and camera embedding"""
     densify_grad_threshold: float = 0.002
     """gaussians: average screen-space gradient (NDC units) above which a splat is cloned or split"""
+    background_prune: float | None = None
+    """gaussians with cleaning: prune splats within this RGB distance of white, paint of the white background
+    that the prior asks for rather than object (default: the prior's profile; built-in: 0.7, its palette has no
+    pale colour; Stable Diffusion: 0, off, since its objects may be white)"""
     clean: bool = True
     """gaussians: push rendered alpha to 0 or 1, prune floaters and splats that no view needs, and end with a
     sharpening phase (--no-clean: DreamGaussian's recipe alone)"""
@@ -171,7 +180,8 @@ class GenerateConfig:
             self, steps=self.steps or profile.steps[self.rep], resolution=self.resolution or profile.resolution[self.rep],
             guidance_scale=self.guidance_scale or profile.guidance_scale[self.guidance],
             camera_distance=self.camera_distance or _range_text(profile.camera_distance),
-            elevation=self.elevation or _range_text(profile.elevation), fov=self.fov or _range_text(profile.fov))
+            elevation=self.elevation or _range_text(profile.elevation), fov=self.fov or _range_text(profile.fov),
+            background_prune=profile.background_prune if self.background_prune is None else self.background_prune)
 
     @property
     def total_steps(self) -> int:

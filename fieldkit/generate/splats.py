@@ -9,8 +9,11 @@ default, `--no-clean` turns it off) adds three things:
 - an entropy loss on each step's rendered alpha, which pushes every pixel towards empty or
   opaque, so haze either becomes surface or disappears (threestudio's "opaque" loss);
 - pruning at the start of the sharpening phase: faint splats (the haze left of the initial
-  ball), splats far from any other (floaters), and splats that no view of a ring around the
-  object needs (their largest blending weight in any view is under NEEDED_WEIGHT pixels);
+  ball), splats far from any other (floaters), splats that no view of a ring around the
+  object needs (their largest blending weight in any view is under NEEDED_WEIGHT pixels), and,
+  where the prior's profile says so, splats painted the white background's colour: a prior that
+  only knows white backgrounds asks for white around the object on the random ones, and opaque
+  white fuzz gives it that (the built-in prior's tori came out three times their height);
 - the sharpening phase itself (the last SHARPEN_FRACTION of the run): no densification, a five
   times stronger alpha entropy, and a last, gentler prune when it ends.
 Dimension letters: N splats, C cameras.
@@ -22,7 +25,7 @@ import torch
 from fieldkit.cameras import orbit_cameras, turntable_azimuths
 from fieldkit.gaussians.densify import DensifyConfig, ScreenGradientStats
 from fieldkit.gaussians.initialise import splats_from_points
-from fieldkit.gaussians.model import PARAMETER_NAMES, Splats
+from fieldkit.gaussians.model import PARAMETER_NAMES, SH_C0, Splats
 from fieldkit.gaussians.rows import keep_splats
 from fieldkit.gaussians.trainer import ASSET_NAME, SplatTrainer
 from fieldkit.generate.run import GenerationRun
@@ -109,6 +112,11 @@ def isolated(means: torch.Tensor) -> torch.Tensor:  # [N, 3] -> [N] bool
     return distances > OUTLIER_FACTOR * distances.median()
 
 
+def background_coloured(splats: Splats, distance: float) -> torch.Tensor:  # -> [N] bool
+    """Splats whose base (degree-0) colour is within RGB `distance` of the white background."""
+    return ((SH_C0 * splats.sh_dc.detach() + 0.5).clamp(0, 1) - 1).norm(dim=-1) < distance
+
+
 class SplatGeneration(GenerationRun, SplatTrainer):
     asset_name = ASSET_NAME
 
@@ -148,6 +156,7 @@ class SplatGeneration(GenerationRun, SplatTrainer):
         """Removes splats no ring view needs, isolated ones and those less opaque than `opacity`."""
         remove = largest_blend_weights(self.model, RING_RESOLUTION, cameras=self.pruning_views()) < NEEDED_WEIGHT
         remove |= (torch.sigmoid(self.model.opacity_logits) < opacity) | isolated(self.model.means)
+        remove |= background_coloured(self.model, self.config.background_prune or 0.0)
         if remove.all():
             return  # an empty model would end the run; the prior has nothing to shape then anyway
         keep_splats(self.model, self.optimizer, ~remove)
