@@ -211,6 +211,29 @@ def test_refine_moves_a_mesh_towards_its_teacher_and_resumes(tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == metrics
 
 
+
+def test_refinement_leaves_what_no_view_shows_in_place(tmp_path):
+    """Cameras above the equator never see the bottom cap: refinement must grow the seen part
+    towards the teacher and leave the cap where it was (regularisers alone would move it at
+    Adam's full rate), so the surface ends nearer the true sphere than it started."""
+    save_mesh(textured_sphere(RADIUS), tmp_path / "teacher.glb")
+    start = textured_sphere(RADIUS * 0.9)
+    save_mesh(start, tmp_path / "start.glb")
+    assert main(["refine", str(tmp_path / "start.glb"), "--teacher", str(tmp_path / "teacher.glb"), "--out",
+                 str(tmp_path / "run"), "--rig", "hemisphere", "--teacher-views", "8", "--refine-steps", "40",
+                 "--vertex-lr", "0.005", "--texture-levels", "2"]) == 0
+    refined = load_mesh(tmp_path / "run" / "mesh.glb")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert 0.5 < metrics["movable_vertex_fraction"] < 1
+    cap = refined.vertices[:, 2] < -0.8 * RADIUS * 0.9  # at most 10 degrees below the equator is in sight
+    assert cap.sum() >= 5
+    assert torch.allclose(refined.vertices[cap].norm(dim=-1), torch.tensor(RADIUS * 0.9), atol=1e-5)
+
+    def error(mesh: Mesh) -> float:
+        return float((mesh.vertices.norm(dim=-1) - RADIUS).abs().mean())
+
+    assert error(refined) < error(start) - 0.01
+
 def test_convert_to_mesh_reports_psnr_before_and_after(tmp_path, capsys):
     save_field(sphere_field(), tmp_path / "teacher.safetensors")
     assert main(["convert", str(tmp_path / "teacher.safetensors"), "--to", "mesh", "--out", str(tmp_path / "run"),
