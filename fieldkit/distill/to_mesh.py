@@ -144,7 +144,9 @@ class MeshDistiller(ResumableRun):
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.generator = torch.Generator().manual_seed(config.seed)
         self.edges = unique_edges(self.initial.faces)
+        started = time.perf_counter()
         self.movable = self._seen_vertices()
+        self.timings["visibility_seconds"] = time.perf_counter() - started
         neighbours = face_neighbours(self.initial.faces)
         first = torch.arange(neighbours.shape[0])[:, None].expand_as(neighbours)
         adjacent = neighbours > first  # each shared edge once
