@@ -109,7 +109,8 @@ def main() -> int:
     results["conversion"] = {name: conversion[name] for name in (
         "psnr_test", "psnr_test_before", "psnr_vs_teacher", "psnr_vs_teacher_before", "faces", "vertices",
         "texture_size", "teacher_render_seconds", "extraction_seconds", "unwrap_seconds", "bake_seconds",
-        "refine_seconds", "seconds", "wall_seconds", "steps", "extraction", "mean_vertex_offset") if name in conversion}
+        "visibility_seconds", "refine_seconds", "seconds", "wall_seconds", "steps", "extraction",
+        "mean_vertex_offset", "movable_vertex_fraction") if name in conversion}
     results["settings"] = {"mesh_config": conversion["settings"]["mesh_config"]}
     write(results, args.out)
     truth = true_surface()

@@ -211,6 +211,29 @@ def test_refine_moves_a_mesh_towards_its_teacher_and_resumes(tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == metrics
 
 
+
+def test_refinement_leaves_what_no_view_shows_in_place(tmp_path):
+    """A shell inside the start mesh (as marching cubes leaves in a field's unseen interior) gets
+    gradients from the regularisers alone, which Adam would turn into full-rate steps: refinement
+    must grow the outer surface towards the teacher and leave the hidden shell where it was."""
+    save_mesh(textured_sphere(RADIUS), tmp_path / "teacher.glb")
+    outer, inner = textured_sphere(RADIUS * 0.9), textured_sphere(RADIUS / 3)
+    start = Mesh(torch.cat([outer.vertices, inner.vertices]),
+                 torch.cat([outer.faces, inner.faces + outer.vertices.shape[0]]),
+                 torch.cat([outer.uvs, inner.uvs]), torch.cat([outer.uv_faces, inner.uv_faces + outer.uvs.shape[0]]),
+                 outer.texture, bounds=BOUNDS)
+    save_mesh(start, tmp_path / "start.glb")
+    assert main(["refine", str(tmp_path / "start.glb"), "--teacher", str(tmp_path / "teacher.glb"), "--out",
+                 str(tmp_path / "run"), "--teacher-views", "8", "--refine-steps", "40", "--vertex-lr", "0.005",
+                 "--texture-levels", "2"]) == 0
+    refined = load_mesh(tmp_path / "run" / "mesh.glb")
+    radii = refined.vertices.norm(dim=-1)
+    hidden = radii < RADIUS / 2
+    assert int(hidden.sum()) == inner.vertices.shape[0]
+    assert torch.allclose(radii[hidden], torch.tensor(RADIUS / 3), atol=1e-5)
+    assert float((radii[~hidden] - RADIUS).abs().mean()) < 0.5 * RADIUS * 0.1  # more than half the gap closed
+
+
 def test_convert_to_mesh_reports_psnr_before_and_after(tmp_path, capsys):
     save_field(sphere_field(), tmp_path / "teacher.safetensors")
     assert main(["convert", str(tmp_path / "teacher.safetensors"), "--to", "mesh", "--out", str(tmp_path / "run"),

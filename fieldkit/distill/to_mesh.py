@@ -3,10 +3,11 @@
 Conversion extracts the teacher's surface (marching cubes at a level its renders choose), unwraps
 it with xatlas and bakes its colour from the teacher's renders; both verbs then refine it by
 rendering distillation (NeRF2Mesh's second stage): vertex offsets and the texture are optimised
-so that the mesh's renders match the teacher's from synthetic cameras, with a Laplacian term on
-the offsets and normal consistency keeping the surface smooth, and the texture learnt coarse to
-fine. It runs in a resumable run directory like every other conversion; the extracted and baked
-mesh is kept there (initial.glb) so that a resumed run does not extract again.
+so that the mesh's renders match the teacher's from synthetic cameras (only vertices some view
+shows move), with a Laplacian term on the offsets and normal consistency keeping the surface
+smooth, and the texture learnt coarse to fine. It runs in a resumable run directory like every
+other conversion; the extracted and baked mesh is kept there (initial.glb) so that a resumed run
+does not extract again.
 Dimension letters: V vertices, F faces, E edges, C cameras, T texels per side.
 """
 from __future__ import annotations
@@ -33,10 +34,11 @@ from fieldkit.mesh import Mesh, load_mesh, save_mesh
 from fieldkit.mesh.usdz import usd_available
 from fieldkit.mesh.config import MeshConfig
 from fieldkit.mesh.extract import extract_surface
+from fieldkit.mesh.model import SAMPLES_PER_AXIS
 from fieldkit.mesh.texture import bake_texture, unwrap
 from fieldkit.metrics import mse_to_psnr
 from fieldkit.progress import progress_bar
-from fieldkit.render.mesh import face_neighbours
+from fieldkit.render.mesh import face_neighbours, seen_faces
 from fieldkit.runs import CHECKPOINT_NAME, ResumableRun, RunDirectory, load_optimizer_tensors, optimizer_tensors
 
 INITIAL_NAME = "initial.glb"
@@ -142,6 +144,9 @@ class MeshDistiller(ResumableRun):
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.generator = torch.Generator().manual_seed(config.seed)
         self.edges = unique_edges(self.initial.faces)
+        started = time.perf_counter()
+        self.movable = self._seen_vertices()
+        self.timings["visibility_seconds"] = time.perf_counter() - started
         neighbours = face_neighbours(self.initial.faces)
         first = torch.arange(neighbours.shape[0])[:, None].expand_as(neighbours)
         adjacent = neighbours > first  # each shared edge once
@@ -150,6 +155,19 @@ class MeshDistiller(ResumableRun):
         self.edge_length = float((corners[:, 0] - corners[:, 1]).norm(dim=-1).mean())
         self.steps = mesh_config.refine_steps
         self.step, self.seconds = 0, 0.0
+
+    def _seen_vertices(self) -> Tensor:
+        """[V] bool: the corners of faces some teacher view shows (at the renders' own samples).
+        Only these move: the rest get gradients from the regularisers alone, which Adam turns into
+        full-rate steps that carry unseen surface (under the table, inside objects) away unchecked."""
+        seen = seen_faces(self.initial.vertices, self.initial.faces, self.view_cameras.supersampled(SAMPLES_PER_AXIS))
+        movable = torch.zeros(self.initial.vertices.shape[0], dtype=torch.bool)
+        movable[self.initial.faces[seen].reshape(-1)] = True
+        return movable
+
+    def offsets(self) -> Tensor:
+        """The learnt vertex offsets [V, 3], zero at vertices no teacher view shows."""
+        return self.model.offsets * self.movable[:, None]
 
     def note(self, line: str) -> None:
         self.notes.append(line)
@@ -186,7 +204,7 @@ class MeshDistiller(ResumableRun):
 
     def refined_mesh(self) -> Mesh:
         with torch.no_grad():
-            vertices = self.initial.vertices + self.model.offsets
+            vertices = self.initial.vertices + self.offsets()
             texture = self.model.texture(self.initial.texture, len(self.model.levels))
         mesh = Mesh(vertices, self.initial.faces, self.initial.uvs, self.initial.uv_faces, texture,
                     self.initial.background, self.initial.bounds)
@@ -200,12 +218,13 @@ class MeshDistiller(ResumableRun):
     def refine_step(self) -> dict:
         config = self.mesh_config
         chosen = torch.randperm(len(self.view_cameras), generator=self.generator)[:config.views_per_step]
-        vertices = self.initial.vertices + self.model.offsets
+        offsets = self.offsets()
+        vertices = self.initial.vertices + offsets
         texture = self.model.texture(self.initial.texture, self.active_levels())
         output = self.initial.render_with(vertices, texture, self.view_cameras[chosen])
         colour = (output.rgb - self.view_images[chosen]).square().mean()
         silhouette = (output.alpha - self.view_alphas[chosen]).square().mean()
-        smoothness = laplacian(self.model.offsets, self.edges).square().sum(dim=-1).mean() / self.edge_length**2
+        smoothness = laplacian(offsets, self.edges).square().sum(dim=-1).mean() / self.edge_length**2
         consistency = normal_consistency(vertices, self.initial.faces, self.face_pairs)
         loss = colour + config.alpha_weight * silhouette + config.laplacian_weight * smoothness + \
             config.normal_weight * consistency
@@ -254,14 +273,15 @@ class MeshDistiller(ResumableRun):
             self.note(why_not)
         before = self._scores(self.initial, cameras, test_set)
         after = self._scores(self.refined, cameras, test_set)
-        moved = self.model.offsets.detach().norm(dim=-1)
+        moved = self.offsets().detach().norm(dim=-1)
         metrics = after | {f"{name}_before": value for name, value in before.items()} | {
             "steps": self.step, "planned_steps": self.steps, "architecture": "mesh",
             "teacher_architecture": self.teacher.architecture,
             "teacher_psnr_test": self.teacher.metrics.get("psnr_test"),
             "faces": int(self.initial.faces.shape[0]), "vertices": int(self.initial.vertices.shape[0]),
             "texture_size": list(self.initial.texture.shape[:2]), "extraction": self.extraction,
-            "mean_vertex_offset": float(moved.mean()), "refine_seconds": self.seconds,
+            "mean_vertex_offset": float(moved.mean()),
+            "movable_vertex_fraction": float(self.movable.float().mean()), "refine_seconds": self.seconds,
             "seconds": self.seconds + sum(self.timings.values()), **self.timings, "rig": self.rig.name,
             "notes": self.notes,
             "settings": {"mesh_config": asdict(self.mesh_config), "convert_config": asdict(self.config)}}

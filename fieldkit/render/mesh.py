@@ -116,6 +116,19 @@ def nearest_faces(screen: Tensor, view_depth: Tensor, faces: Tensor, height: int
     return face.view(cameras, height, width)
 
 
+
+@torch.no_grad()
+def seen_faces(vertices: Tensor, faces: Tensor, cameras: Cameras, cameras_per_call: int = 8) -> Tensor:
+    """Which faces [F] bool are the nearest at some pixel of some camera (of one resolution): the
+    faces that renders from `cameras` can teach anything."""
+    height, width = check_cameras(cameras)
+    seen = torch.zeros(faces.shape[0], dtype=torch.bool)
+    for start in range(0, len(cameras), cameras_per_call):
+        screen, view_depth = project(vertices, cameras[start:start + cameras_per_call])
+        face = nearest_faces(screen, view_depth, faces, height, width)
+        seen[face[face >= 0]] = True
+    return seen
+
 def _pixel_directions(cameras: Cameras, height: int, width: int) -> Tensor:
     """Camera-space directions [C, H, W, 3] through each pixel centre, with -z component 1."""
     ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32) + 0.5,
