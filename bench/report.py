@@ -329,8 +329,11 @@ def generate_section(results: dict) -> list[str]:
     return lines
 
 
-GEOMETRY_SECTIONS = {"geometry": "every single-object prompt",
-                     "guidance_subset": "each guidance on two prompts (a red cube, a yellow cone)"}
+GEOMETRY_SECTIONS = {"geometry": "every single-object prompt", "guidance_subset": "each guidance on a few prompts"}
+
+
+def with_interval(value: float, half_width: float | None) -> str:
+    return number(value, 3) if half_width is None else f"{value:.3f} ± {half_width:.3f}"
 
 
 def geometry_lines(results: dict) -> list[str]:
@@ -342,13 +345,17 @@ def geometry_lines(results: dict) -> list[str]:
             continue
         rows = [[group["rep"], "initial ball (baseline)" if group["guidance"] == "initial" else group["guidance"].upper(),
                  str(group["prompts"]), str(group["steps"]), number(group["wall_seconds"], 0),
-                 number(group.get("max_wall_seconds"), 0), number(group["iou"], 3), number(group["min_iou"], 3),
-                 f"{group['stray']:.1%}", number(group["depth_error"], 3), number(group["colour_distance"], 3),
-                 number(group["fidelity"], 3), (group.get("measured") or section["measured"])["commit"]]
+                 number(group.get("max_wall_seconds"), 0), with_interval(group["iou"], group.get("iou_interval")),
+                 number(group["min_iou"], 3), f"{group['stray']:.1%}", number(group["depth_error"], 3),
+                 number(group["colour_distance"], 3), with_interval(group["fidelity"], group.get("fidelity_interval")),
+                 str(group.get("seeds", 1)), (group.get("measured") or section["measured"])["commit"]]
                 for group in section["summary"]]
         loads = [row["load"][0] for row in section["runs"] if "load" in row]
         load = f" The machine is shared: the load average was {min(loads):.1f}-{max(loads):.1f} during the runs." \
             if loads else ""
+        prompts = list(dict.fromkeys(row["prompt"] for row in section["runs"]))
+        if len(prompts) < 36:
+            what += f" ({', '.join(prompts)})"
         lines += ["", f"Geometry against the ground truth, {what}. "
                       f"{measured_line(measured_of(*section['summary'], default=section['measured']))}, on an "
                       f"{machine(section)} per run (`python bench/generate.py --baseline`). The asset and the prompt's "
@@ -357,9 +364,10 @@ def geometry_lines(results: dict) -> list[str]:
                       "stray the asset's coverage outside the true silhouette as a share of the frame, depth the "
                       "mean error on the overlap (world units; objects are about 1 tall), colour the RGB distance "
                       "of the mean foreground colour to the shaded palette colour. Seconds are wall time per prompt "
-                      f"(mean, max), metrics included.{load}", "",
+                      "(mean, max), metrics included. With several seeds, ± is the half-width of the 95% t-interval "
+                      f"of the mean over seeds.{load}", "",
                   table(["rep", "guidance", "prompts", "steps", "seconds", "max s", "IoU", "min IoU", "stray",
-                         "depth", "colour", "fidelity", "commit"], rows, right=set(range(2, 12)))]
+                         "depth", "colour", "fidelity", "seeds", "commit"], rows, right=set(range(2, 13)))]
     return lines
 
 
