@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from fieldkit.cli import main
+from fieldkit.gaussians.model import PARAMETER_NAMES, Splats
 from fieldkit.gaussians.ply import read_ply
 from fieldkit.layers.decompose import base_colours, split
+from fieldkit.layers.frames import frame_of, frame_of_parts, merged, opaque_box
 from fieldkit.layers.manifest import read_layered, write_layered
 from fieldkit.layers.scoring import composite_scores, layer_scores
 from fieldkit.layers.truth import truth_layers
@@ -100,6 +102,17 @@ def test_compose_places_one_assets_layer_on_another(stack_directory, tmp_path):
     sphere = read_ply(out / "layers" / "blue_sphere.ply")
     placed = composite.means.detach()[len(moved.layers[0].splats):]
     assert torch.allclose(placed, sphere.means.detach() + torch.tensor([0.0, 0.0, 0.6]), atol=1e-6)
+
+
+def test_the_picture_frames_every_layer_whole(stack):
+    """A small top layer has few splats in the composite: the composite's quantile box cuts off its
+    top, the frame over the layers' own boxes does not."""
+    cube, sphere = (layer.placed() for layer in stack.layers)
+    few = torch.arange(len(sphere)) < 60
+    small = Splats(**{name: getattr(sphere, name)[few] for name in PARAMETER_NAMES}, background=sphere.background)
+    top = float(opaque_box(small)[1, 2])
+    for frame, whole in ((frame_of_parts([cube, small]), True), (frame_of(merged([cube, small])), False)):
+        assert (frame.centre[2] + frame.size / 2 >= top - 1e-6) == whole
 
 
 def test_split_assigns_splats_to_their_objects(stack):

@@ -50,7 +50,17 @@ def opaque_box(splats: Splats) -> Tensor:  # -> [2, 3]
 
 
 def frame_of(splats: Splats) -> Frame:
-    box = opaque_box(splats)
+    return frame_of_box(opaque_box(splats))
+
+
+def frame_of_parts(parts: list[Splats]) -> Frame:
+    """The frame around every part's own box: the composite's quantiles would cut off the top of a
+    layer with fewer splats than the base."""
+    boxes = torch.stack([opaque_box(part) for part in parts])  # [P, 2, 3]
+    return frame_of_box(torch.stack([boxes[:, 0].amin(dim=0), boxes[:, 1].amax(dim=0)]))
+
+
+def frame_of_box(box: Tensor) -> Frame:  # [2, 3]
     return Frame(box.mean(dim=0), max(float((box[1] - box[0]).max()), 1e-3))
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from fieldkit.images import write_png
-from fieldkit.layers.frames import Frame, frame_of
+from fieldkit.layers.frames import Frame, frame_of_parts
 from fieldkit.layers.manifest import LayeredAsset
 from fieldkit.layers.scoring import ring
 
@@ -20,11 +20,10 @@ CLOSER = 0.7
 @torch.no_grad()
 def layer_images(asset: LayeredAsset, resolution: int) -> list[torch.Tensor]:
     """[H, W, 3] images: each layer alone where it sits, then the composite, all framed on the composite."""
-    composite = asset.composite()
-    frame = frame_of(composite)
+    layers = [layer.placed() for layer in asset.layers]
+    frame = frame_of_parts(layers)
     camera = ring(Frame(frame.centre, frame.size * CLOSER), (ELEVATION,), AZIMUTH_STEPS, resolution)[1]
-    parts = [layer.placed() for layer in asset.layers] + [composite]
-    return [part.render(camera, background=torch.ones(3)).rgb[0].clamp(0, 1) for part in parts]
+    return [part.render(camera, background=torch.ones(3)).rgb[0].clamp(0, 1) for part in layers + [asset.composite()]]
 
 
 def write_picture(asset: LayeredAsset, path: str | Path, resolution: int = 128) -> None:
