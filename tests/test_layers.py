@@ -12,7 +12,7 @@ import torch
 from fieldkit.cli import main
 from fieldkit.gaussians.model import PARAMETER_NAMES, Splats
 from fieldkit.gaussians.ply import read_ply
-from fieldkit.layers.decompose import base_colours, split
+from fieldkit.layers.decompose import split
 from fieldkit.layers.frames import frame_of, frame_of_parts, merged, opaque_box
 from fieldkit.layers.manifest import read_layered, write_layered
 from fieldkit.layers.scoring import composite_scores, layer_scores
@@ -120,7 +120,7 @@ def test_split_assigns_splats_to_their_objects(stack):
     parts = split(stack.composite(), ["a red cube", "a blue sphere"])
     truth_counts = [len(layer.splats) for layer in stack.layers]
     assert [len(part) for part in parts] == pytest.approx(truth_counts, rel=0.02)
-    red, blue = (base_colours(part).mean(dim=0) for part in parts)
+    red, blue = (part.base_colours().mean(dim=0) for part in parts)
     assert red[0] > red[2] and blue[2] > blue[0]
 
 
@@ -161,7 +161,7 @@ def test_decompose_completes_each_layer_from_its_own_splats(prior_directory, sta
     for name in layered.names():  # one completion run a layer, started from the split (not a random ball)
         stage = json.loads((out / "runs" / name / "metrics.json").read_text())
         assert stage["steps"] == 3 and stage["prompt"] == "red cube with blue sphere on top"
-    red, blue = (base_colours(layered.layer(name).splats).mean(dim=0) for name in layered.names())
+    red, blue = (layered.layer(name).splats.base_colours().mean(dim=0) for name in layered.names())
     assert red[0] > red[2] and blue[2] > blue[0]  # the splats each was split with, not a random ball
 
 

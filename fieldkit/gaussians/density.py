@@ -22,7 +22,7 @@ from torch import Tensor
 from fieldkit.fields.activations import LOG_DENSITY_MIN
 from fieldkit.fields.encodings import spherical_harmonics
 from fieldkit.fields.voxels import VoxelConfig, VoxelField
-from fieldkit.gaussians.model import SH_C0, Splats
+from fieldkit.gaussians.model import Splats
 from fieldkit.render.occupancy import OccupancyGrid
 from fieldkit.render.splats import quaternion_to_rotation
 
@@ -72,7 +72,7 @@ def bake_splats(splats: Splats, aabb: Tensor, resolution: int = BAKE_RESOLUTION,
     low, high = aabb[0], aabb[1]
     voxel_size = (high - low) / (resolution - 1)  # [3]
     precision, peak, reach = _splat_volumes(splats, float(voxel_size.max()), footprint)
-    colours = (SH_C0 * splats.sh_dc + 0.5).clamp(0, 1)  # [N, 3]
+    colours = splats.base_colours()  # [N, 3]
     first, extent = voxel_boxes(splats.means, reach, low, voxel_size, resolution)
     counts = extent.prod(dim=-1)
     density = torch.zeros(resolution**3)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from fieldkit.atomic import write_bytes
-from fieldkit.gaussians.model import SH_C0, Splats
+from fieldkit.gaussians.model import Splats
 
 EXTENSION = "KHR_gaussian_splatting"
 FLOAT, POINTS = 5126, 0  # glTF's componentType for float32 and its primitive mode for points
@@ -31,7 +31,7 @@ def splat_attributes(splats: Splats) -> dict[str, np.ndarray]:
     """The primitive's attributes, name -> float32 [N, C]."""
     with torch.no_grad():
         opacity = torch.sigmoid(splats.opacity_logits)[:, None]
-        diffuse = (SH_C0 * splats.sh_dc + 0.5).clamp(0, 1)
+        diffuse = splats.base_colours()
         w, x, y, z = torch.nn.functional.normalize(splats.quaternions, dim=-1).unbind(-1)
         attributes = {"POSITION": splats.means, "COLOR_0": torch.cat([diffuse, opacity], dim=-1),
                       f"{EXTENSION}:ROTATION": torch.stack([x, y, z, w], dim=-1),

@@ -75,6 +75,10 @@ class Splats(nn.Module):
     def aabb(self) -> Tensor:  # [2, 3] the box around every splat centre
         return torch.stack([self.means.amin(dim=0), self.means.amax(dim=0)]).detach()
 
+    def base_colours(self) -> Tensor:  # -> [N, 3]
+        """The degree-0 colour in [0, 1]: what a reader without view dependence shows."""
+        return (SH_C0 * self.sh_dc + 0.5).clamp(0, 1)
+
     def colours(self, camera_positions: Tensor) -> Tensor:  # [C, 3] -> [C, N, 3]
         directions = F.normalize(self.means[None] - camera_positions[:, None, :], dim=-1)
         return sh_colours(self.sh_dc, self.sh_rest, min(self.active_sh_degree, self.sh_degree), directions)

@@ -25,7 +25,7 @@ import torch
 from fieldkit.cameras import orbit_cameras, turntable_azimuths
 from fieldkit.gaussians.densify import DensifyConfig, ScreenGradientStats
 from fieldkit.gaussians.initialise import splats_from_points
-from fieldkit.gaussians.model import PARAMETER_NAMES, SH_C0, Splats
+from fieldkit.gaussians.model import PARAMETER_NAMES, Splats
 from fieldkit.gaussians.rows import keep_splats
 from fieldkit.gaussians.trainer import ASSET_NAME, SplatTrainer
 from fieldkit.generate.run import GenerationRun
@@ -114,7 +114,7 @@ def isolated(means: torch.Tensor) -> torch.Tensor:  # [N, 3] -> [N] bool
 
 def background_coloured(splats: Splats, distance: float) -> torch.Tensor:  # -> [N] bool
     """Splats whose base (degree-0) colour is within RGB `distance` of the white background."""
-    return ((SH_C0 * splats.sh_dc.detach() + 0.5).clamp(0, 1) - 1).norm(dim=-1) < distance
+    return (splats.base_colours().detach() - 1).norm(dim=-1) < distance
 
 
 class SplatGeneration(GenerationRun, SplatTrainer):

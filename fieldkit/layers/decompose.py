@@ -20,7 +20,7 @@ import torch
 
 from fieldkit.errors import FieldkitError
 from fieldkit.gaussians.initialise import splats_from_points
-from fieldkit.gaussians.model import PARAMETER_NAMES, SH_C0, Splats
+from fieldkit.gaussians.model import PARAMETER_NAMES, Splats
 from fieldkit.layers.frames import OPAQUE, frame_of
 from fieldkit.layers.manifest import MANIFEST_NAME, Layer, centred_layers
 from fieldkit.layers.prompts import composite_prompt, parse_layer
@@ -32,10 +32,6 @@ POSITION_WEIGHT = 0.5
 KMEANS_STEPS = 50
 MESH_SAMPLES = 8000
 MESH_OPACITY = 0.95
-
-
-def base_colours(splats: Splats) -> torch.Tensor:  # -> [N, 3]
-    return (splats.sh_dc.detach() * SH_C0 + 0.5).clamp(0, 1)
 
 
 def kmeans(features: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:  # [N, D] -> labels [N]
@@ -63,7 +59,7 @@ def cluster_order(splats: Splats, labels: torch.Tensor, prompts: list[str]) -> l
     else by height (the first prompt is the bottom)."""
     count = len(prompts)
     colours = [_prompt_colour(prompt) for prompt in prompts]
-    means = torch.stack([base_colours(splats)[labels == k].mean(dim=0) for k in range(count)])
+    means = torch.stack([splats.base_colours().detach()[labels == k].mean(dim=0) for k in range(count)])
     if all(colour is not None for colour in colours):
         cost = lambda order: sum(float((means[cluster] - colours[index]).norm()) for index, cluster in enumerate(order))
         return list(min(itertools.permutations(range(count)), key=cost))
@@ -80,7 +76,7 @@ def split(splats: Splats, prompts: list[str], seed: int = 0) -> list[Splats]:
         raise FieldkitError(f"the asset has {int(opaque.sum())} visible splats: too few to split into "
                             f"{len(prompts)} layers")
     frame = frame_of(splats)
-    features = torch.cat([base_colours(splats), POSITION_WEIGHT * (splats.means.detach() - frame.centre) / frame.size],
+    features = torch.cat([splats.base_colours().detach(), POSITION_WEIGHT * (splats.means.detach() - frame.centre) / frame.size],
                          dim=1)
     labels = kmeans(features[opaque], len(prompts), torch.Generator().manual_seed(seed))
     labels_all = torch.cdist(features, torch.stack([features[opaque][labels == k].mean(dim=0)

@@ -116,7 +116,6 @@ def nearest_faces(screen: Tensor, view_depth: Tensor, faces: Tensor, height: int
     return face.view(cameras, height, width)
 
 
-
 @torch.no_grad()
 def seen_faces(vertices: Tensor, faces: Tensor, cameras: Cameras, cameras_per_call: int = 8) -> Tensor:
     """Which faces [F] bool are the nearest at some pixel of some camera (of one resolution): the
@@ -128,6 +127,7 @@ def seen_faces(vertices: Tensor, faces: Tensor, cameras: Cameras, cameras_per_ca
         face = nearest_faces(screen, view_depth, faces, height, width)
         seen[face[face >= 0]] = True
     return seen
+
 
 def _pixel_directions(cameras: Cameras, height: int, width: int) -> Tensor:
     """Camera-space directions [C, H, W, 3] through each pixel centre, with -z component 1."""
