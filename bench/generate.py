@@ -13,7 +13,10 @@ Every run uses `fieldkit generate`'s defaults unless an option overrides them. G
 against the prompt's ground-truth shape over elevations 0-80, after fitting scale and turn.
 `--baseline` adds the initial splat ball of every prompt (guidance "initial", no step taken), the
 row a trained asset has to beat. Fidelity is the built-in evaluator's score of 8 turntable views;
-saturation is the mean HSV saturation of the pixels the object covers.
+the judge's (`fieldkit.prior.judge`) is the share of 96 views from elevations -10 to 65 on grey
+and dark backgrounds it names as the prompt; saturation is the mean HSV saturation of the pixels
+the object covers. `--judge-only` adds the judge's figures to a stored section's runs from their
+saved assets in `--runs`, for sweeps measured before the judge existed.
 """
 from __future__ import annotations
 
@@ -93,6 +96,43 @@ def initial_metrics(prompt: str, out: str, config: GenerateConfig, prior: Prior)
         run.representation_metrics()
 
 
+def add_judge(rows: list[dict], folder: Path, prior: Prior, config: GenerateConfig) -> list[dict]:
+    """`rows` with the judge's figures: a trained run's from its asset saved in `folder`, the
+    initial ball's rebuilt as its run would seed it."""
+    from fieldkit.generate.api import make_run
+    from fieldkit.generate.outputs import judge
+    from fieldkit.io import load
+
+    judged = []
+    for row in rows:
+        if row["guidance"] == INITIAL:
+            with tempfile.TemporaryDirectory() as out:
+                asset = make_run(row["prompt"], out, replace(config, rep=row["rep"], seed=row["seed"]), prior).model
+        else:
+            pattern = f"{row['rep']}-{row['guidance']}-seed{row['seed']}-*{prompt_directory(row['prompt'])}"
+            runs = [path for path in folder.glob(pattern) if path.name.endswith(prompt_directory(row["prompt"]))]
+            if len(runs) != 1:
+                raise SystemExit(f"no single run of {pattern} in {folder}")
+            asset = load(next(runs[0].glob("*.safetensors")))
+        asset.eval()
+        judged.append(row | judge(asset, row["prompt"]))
+    return judged
+
+
+def merged_sections(sections: dict[str, dict]) -> dict:
+    """One section from several sweeps' sections: their runs, one summary, when each was measured."""
+    rows = [row for section in sections.values() for row in section["runs"]]
+    latest = max((section["measured"] for section in sections.values()), key=lambda entry: entry["date"])
+    first = next(iter(sections.values()))
+    merged = {"machine": first["machine"], "measured": latest, "prior": first["prior"], "runs": rows,
+              "summary": summary(rows), "workers": first["workers"],
+              "sweep_wall_seconds": sum(section["sweep_wall_seconds"] for section in sections.values()),
+              "merged_from": {source: measured for name, section in sections.items()
+                              for source, measured in section.get("merged_from", {name: section["measured"]}).items()}}
+    judged = [section["judged"] for section in sections.values() if "judged" in section]
+    return merged | ({"judged": max(judged, key=lambda entry: entry["date"])} if judged else {})
+
+
 def one_per_shape(prompts: list[str]) -> list[str]:
     """One prompt of each shape, each in another colour ("a red cube", "an orange sphere" ...)."""
     from fieldkit.prior.vocabulary import COLOURS, SHAPES
@@ -121,6 +161,8 @@ def summary(rows: list[dict]) -> list[dict]:
              "stray": geometry(group, "stray"), "depth_error": geometry(group, "depth_error"),
              "colour_distance": geometry(group, "colour_distance"),
              "fidelity": mean(row["fidelity"] for row in group), "shape": mean(row["fidelity_shape"] for row in group),
+             "judge": mean(row.get("judge") for row in group),
+             "judge_interval": seed_interval(group, lambda row: row.get("judge")),
              "colour": mean(row["fidelity_colour"] for row in group),
              "saturation": mean(row["saturation"] for row in group),
              "seeds": len({row["seed"] for row in group}),
@@ -151,14 +193,14 @@ def _figure(value, digits: int = 3) -> str:
 
 def print_table(groups: list[dict]) -> None:
     print(f"{'rep':<10} {'guidance':<8} {'prompts':>7} {'steps':>5} {'CFG':>5} {'seconds':>8} {'IoU':>6} {'±':>5} "
-          f"{'stray':>6} {'depth':>6} {'colour':>6} {'fidelity':>8} {'saturation':>10}")
+          f"{'stray':>6} {'depth':>6} {'colour':>6} {'fidelity':>8} {'judge':>6} {'saturation':>10}")
     for g in groups:
         scale = "-" if g["guidance_scale"] is None else f"{g['guidance_scale']:g}"
         print(f"{g['rep']:<10} {g['guidance']:<8} {g['prompts']:>7} {g['steps']:>5} {scale:>5} "
               f"{_figure(g['wall_seconds'], 0):>8} {_figure(g.get('iou')):>6} "
               f"{_figure(g.get('iou_interval')):>5} {_figure(g.get('stray')):>6} "
               f"{_figure(g.get('depth_error')):>6} {_figure(g.get('colour_distance')):>6} "
-              f"{_figure(g['fidelity']):>8} {_figure(g['saturation']):>10}")
+              f"{_figure(g['fidelity']):>8} {_figure(g.get('judge')):>6} {_figure(g['saturation']):>10}")
 
 
 # -- Stable Diffusion 2.1 base, from its published configs, with random weights ---------------
@@ -250,9 +292,33 @@ def main() -> None:
                              "sweep")
     parser.add_argument("--section", help="store the runs as this section of --out, keeping the file's other "
                                           "sections (each section keeps its own `measured`)")
+    parser.add_argument("--merge", nargs="+", metavar="SECTION",
+                        help="replace these stored sections of --out by one, --section, whose summary pools their runs "
+                             "(seeds run apart then share one interval)")
+    parser.add_argument("--judge-only", action="store_true",
+                        help="add the judge's figures to --section's stored runs from their assets in --runs")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "generate.json"))
     args = parser.parse_args()
+
+    if args.merge:
+        if not args.section:
+            parser.error("--merge needs --section")
+        results = json.loads(Path(args.out).read_text())
+        results[args.section] = merged_sections({name: results.pop(name) for name in args.merge})
+        print_table(results[args.section]["summary"])
+        write_text(args.out, json.dumps(results, indent=2))
+        return
+    if args.judge_only:
+        if not (args.section and args.runs):
+            parser.error("--judge-only needs --section and --runs")
+        results = json.loads(Path(args.out).read_text())
+        section = results[args.section]
+        rows = add_judge(section["runs"], args.runs, load_prior(args.prior, args.device), GenerateConfig())
+        results[args.section] = section | {"runs": rows, "summary": summary(rows), "judged": measured()}
+        print_table(results[args.section]["summary"])
+        write_text(args.out, json.dumps(results, indent=2))
+        return
 
     results = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                            "torch": torch.__version__, "threads": torch.get_num_threads()}, "measured": measured()}

@@ -329,11 +329,16 @@ def generate_section(results: dict) -> list[str]:
     return lines
 
 
-GEOMETRY_SECTIONS = {"geometry": "every single-object prompt", "guidance_subset": "each guidance on a few prompts"}
+GEOMETRY_SECTIONS = {"sweep": "every single-object prompt", "guidance_subset": "each guidance on a few prompts"}
 
 
 def with_interval(value: float, half_width: float | None) -> str:
     return number(value, 3) if half_width is None else f"{value:.3f} ± {half_width:.3f}"
+
+
+def judged(section: dict) -> str:
+    """When the judge scored a section's saved assets after the section was measured."""
+    return f" (judged {when(section['judged'])} from the saved assets)" if "judged" in section else ""
 
 
 def geometry_lines(results: dict) -> list[str]:
@@ -348,6 +353,7 @@ def geometry_lines(results: dict) -> list[str]:
                  number(group.get("max_wall_seconds"), 0), with_interval(group["iou"], group.get("iou_interval")),
                  number(group["min_iou"], 3), f"{group['stray']:.1%}", number(group["depth_error"], 3),
                  number(group["colour_distance"], 3), with_interval(group["fidelity"], group.get("fidelity_interval")),
+                 with_interval(group.get("judge"), group.get("judge_interval")),
                  str(group.get("seeds", 1)), (group.get("measured") or section["measured"])["commit"]]
                 for group in section["summary"]]
         loads = [row["load"][0] for row in section["runs"] if "load" in row]
@@ -364,10 +370,12 @@ def geometry_lines(results: dict) -> list[str]:
                       "stray the asset's coverage outside the true silhouette as a share of the frame, depth the "
                       "mean error on the overlap (world units; objects are about 1 tall), colour the RGB distance "
                       "of the mean foreground colour to the shaded palette colour. Seconds are wall time per prompt "
-                      "(mean, max), metrics included. With several seeds, ± is the half-width of the 95% t-interval "
+                      "(mean, max), metrics included. Fidelity is the built-in evaluator's; judge is the share of "
+                      "96 views (elevations -10 to 65, grey and dark backgrounds) that the judge names as the prompt"
+                      f"{judged(section)}. With several seeds, ± is the half-width of the 95% t-interval "
                       f"of the mean over seeds.{load}", "",
                   table(["rep", "guidance", "prompts", "steps", "seconds", "max s", "IoU", "min IoU", "stray",
-                         "depth", "colour", "fidelity", "seeds", "commit"], rows, right=set(range(2, 13)))]
+                         "depth", "colour", "fidelity", "judge", "seeds", "commit"], rows, right=set(range(2, 14)))]
     return lines
 
 

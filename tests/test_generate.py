@@ -50,7 +50,7 @@ def test_generate_writes_asset_turntable_preview_and_metrics(prior_directory, tm
     assert (out / "splats.ply").exists() == (rep == "gaussians")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 4 and metrics["prompt"] == "red cube" and metrics["seconds"] > 0
-    assert {"final_loss", "fidelity", "saturation"} <= set(metrics)
+    assert {"final_loss", "fidelity", "saturation"} <= set(metrics) and 0 <= metrics["judge"] <= 1
     if rep == "gaussians":
         geometry = metrics["geometry"]
         assert 0 < geometry["iou"] < 1 and 0 <= geometry["stray"] < 1 and geometry["depth_error"] > 0

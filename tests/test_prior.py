@@ -108,7 +108,8 @@ def test_eval_prompt_scores_images_and_rejects_bad_prompts(tmp_path, capsys):
                          orbit_cameras(torch.tensor([0.0, 90.0, 200.0]), torch.tensor([10.0, 20.0, 30.0]), CAMERA_DISTANCE, 64))
     for index, image in enumerate(views):
         write_png(tmp_path / f"view_{index}.png", image)
-    assert evaluate_path(tmp_path, "a yellow torus")["fidelity"] == 1.0
+    scores = evaluate_path(tmp_path, "a yellow torus")
+    assert scores["fidelity"] == 1.0 and scores["judge"] == 1.0
     assert evaluate_path(tmp_path, "a yellow cube")["fidelity"] == 0.0
     assert main(["eval-prompt", str(tmp_path), "--prompt", "Yellow Tori", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["fidelity"] == 1.0

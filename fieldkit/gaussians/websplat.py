@@ -36,7 +36,7 @@ def write_splat(splats: Splats, path: str | Path) -> None:
         records = np.empty(len(splats), dtype=RECORD)
         records["position"] = splats.means[order].cpu().numpy()
         records["scale"] = splats.log_scales[order].exp().cpu().numpy()
-        records["rgba"] = _to_bytes(torch.cat([0.5 + SH_C0 * splats.sh_dc, opacity[:, None]], dim=-1)[order] * 255)
+        records["rgba"] = _to_bytes(torch.cat([splats.base_colours(), opacity[:, None]], dim=-1)[order] * 255)
         records["rotation"] = _to_bytes(F.normalize(splats.quaternions[order], dim=-1) * 128 + 128)
     write_bytes(path, records.tobytes())
 

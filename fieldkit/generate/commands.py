@@ -31,6 +31,8 @@ def prompt_directory(prompt: str) -> str:
 
 def _report(metrics: dict, out: Path) -> None:
     fidelity = "" if metrics.get("fidelity") is None else f", prompt fidelity {metrics['fidelity']:.3f}"
+    if metrics.get("judge") is not None:
+        fidelity += f", judge {metrics['judge']:.3f}"
     loss = "" if metrics.get("final_loss") is None else f", final loss {metrics['final_loss']:.4g}"
     print(f"{metrics['prompt']!r}: {metrics['steps']} steps in {metrics['seconds']:.0f} s{loss}{fidelity}; "
           f"wrote {out}")

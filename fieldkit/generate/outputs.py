@@ -1,6 +1,7 @@
 """What a generation run shows and leaves besides its asset: the preview strip refreshed during
 the run, the turntable animation, and the figures of metrics.json (prompt fidelity from the
-built-in prior's evaluator, foreground saturation).
+built-in prior's evaluator, the judge's verdict from views the prior never trained on,
+foreground saturation).
 Dimension letters: C views, H, W image size.
 """
 from __future__ import annotations
@@ -66,8 +67,20 @@ def prompt_fidelity(images: Tensor, prompt: str) -> dict:
         return {"note": f"not scored: {error}"}
 
 
+def judge(model, prompt: str) -> dict:
+    """The judge's scores (`prior.judge`) of `model` for `prompt`; where the prompt is not one it
+    can judge or no judge is installed, a note that says why instead."""
+    from fieldkit.prior.judge import judge_asset
+
+    try:
+        return judge_asset(model, prompt)
+    except FieldkitError as error:
+        return {"judge": None, "judge_note": f"not judged: {error}"}
+
+
 def evaluate(model, prompt: str, score: bool = True) -> dict:
-    """Prompt fidelity (when `score`) and foreground saturation over EVALUATION_VIEWS turntable views."""
+    """Prompt fidelity and the judge's verdict (when `score`), and foreground saturation over
+    EVALUATION_VIEWS turntable views."""
     rgb, alpha = render_turntable(model, EVALUATION_VIEWS, EVALUATION_RESOLUTION)
     saturation = {"saturation": foreground_saturation(rgb, alpha)}
     if not score:
@@ -75,4 +88,4 @@ def evaluate(model, prompt: str, score: bool = True) -> dict:
     scores = prompt_fidelity(rgb.permute(0, 3, 1, 2), prompt)
     note = {"fidelity_note": scores["note"]} if "note" in scores else {}
     return {"fidelity": scores.get("fidelity"), "fidelity_shape": scores.get("shape"),
-            "fidelity_colour": scores.get("colour")} | note | saturation
+            "fidelity_colour": scores.get("colour")} | note | judge(model, prompt) | saturation

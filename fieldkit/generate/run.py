@@ -158,10 +158,11 @@ class GenerationRun(ResumableRun):
         return self.write_results(metrics | self.fidelity() | self.geometry() | self.representation_metrics())
 
     def fidelity(self) -> dict:
-        """The built-in evaluator knows the built-in prior's world only: it scores nothing else."""
+        """The built-in evaluator and the judge know the built-in prior's world only: they score nothing else."""
         if self.profile is not BUILTIN_PROFILE:
-            return {"fidelity": None, "fidelity_note": f"not scored: the built-in evaluator judges the built-in "
-                                                       f"prior's renders only, not {self.prior.source}'s"} | \
+            return {"fidelity": None, "judge": None,
+                    "fidelity_note": f"not scored: the built-in evaluator and judge know the built-in "
+                                     f"prior's world only, not {self.prior.source}'s"} | \
                 evaluate(self.model, self.prompt, score=False)
         return evaluate(self.model, self.prompt)
 

@@ -49,7 +49,8 @@ def cmd_eval_prompt(args) -> int:
     scores = evaluate_path(args.path, args.prompt, args.views)
     print(json.dumps(scores) if args.json else
           f"prompt fidelity {scores['fidelity']:.3f} (shape {scores['shape']:.3f}, colour {scores['colour']:.3f}) "
-          f"over {scores['views']} views")
+          f"over {scores['views']} views; judge {scores['judge']:.3f} (shape {scores['judge_shape']:.3f}, colour "
+          f"{scores['judge_colour']:.3f}, none of these {scores['judge_none']:.3f}) over {scores['judge_views']} views")
     return 0
 
 
@@ -82,7 +83,8 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
     export.add_argument("--out", required=True, help="pipeline directory to write")
     export.set_defaults(run=cmd_prior_export)
 
-    evaluate = verbs.add_parser("eval-prompt", help="prompt fidelity of an asset's turntable or of images")
+    evaluate = verbs.add_parser("eval-prompt", help="prompt fidelity of an asset's turntable or of images, "
+                                                             "by the evaluator and the judge")
     evaluate.add_argument("path", help="an asset (field, splats), a directory of images, or one image")
     evaluate.add_argument("--prompt", required=True, help='a single-object prompt, e.g. "a red cube"')
     evaluate.add_argument("--views", type=number(int, 1), default=16, help="turntable views rendered from an asset (default: 16)")

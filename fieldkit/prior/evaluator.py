@@ -26,46 +26,68 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 class ShapeColourNet(nn.Module):
-    """Three conv stages and two linear heads: shape logits [B, 6] and colour logits [B, 6]."""
+    """Three conv stages and two linear heads: shape logits [B, shapes] and colour logits [B, colours]."""
 
-    def __init__(self, width: int = 32):
+    def __init__(self, width: int = 32, shapes: int = len(SHAPES), colours: int = len(COLOUR_NAMES),
+                 input_size: int = INPUT_SIZE):
         super().__init__()
         layers, channels = [], 3
         for out in (width, 2 * width, 4 * width):
             layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(),
                        nn.Conv2d(out, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(), nn.MaxPool2d(2)]
             channels = out
+        self.input_size = input_size
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.shape_head = nn.Linear(channels, len(SHAPES))
-        self.colour_head = nn.Linear(channels, len(COLOUR_NAMES))
+        self.shape_head = nn.Linear(channels, shapes)
+        self.colour_head = nn.Linear(channels, colours)
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:  # [B, 3, 32, 32] in [0, 1]
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:  # [B, 3, S, S] in [0, 1], S = input_size
         features = self.features(images * 2 - 1)
         return self.shape_head(features), self.colour_head(features)
 
 
-def prepare(images: Tensor) -> Tensor:
-    """Any-size images [B, 3, H, W] in [0, 1] -> the evaluator's input size."""
-    if images.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-        images = F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
-                               antialias=True)
+def prepare(images: Tensor, size: int = INPUT_SIZE) -> Tensor:
+    """Any-size images [B, 3, H, W] in [0, 1] -> [B, 3, size, size]."""
+    if images.shape[-2:] != (size, size):
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return images.clamp(0, 1)
 
 
 def _augment(images: Tensor, generator: torch.Generator) -> Tensor:
     """Blur, shifts, brightness, tint and noise: generated assets and diffusion samples are softer,
     less centred, noisier and sometimes tinted, unlike clean renders."""
-    count = images.shape[0]
+    count, size = images.shape[0], images.shape[-1]
     blurred = F.avg_pool2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     blur = torch.rand(count, 1, 1, 1, generator=generator)
     images = images + blur * (blurred - images)
     shift = torch.randint(-3, 4, (2,), generator=generator).tolist()
     padded = F.pad(images, (3, 3, 3, 3), mode="replicate")
-    images = padded[..., 3 + shift[0]:3 + shift[0] + INPUT_SIZE, 3 + shift[1]:3 + shift[1] + INPUT_SIZE]
+    images = padded[..., 3 + shift[0]:3 + shift[0] + size, 3 + shift[1]:3 + shift[1] + size]
     gain = 0.85 + 0.3 * torch.rand(count, 1, 1, 1, generator=generator)
     tint = 0.08 * (2 * torch.rand(count, 3, 1, 1, generator=generator) - 1)
     noise = 0.1 * torch.rand(count, 1, 1, 1, generator=generator) * torch.randn(images.shape, generator=generator)
     return (images * gain + tint + noise).clamp(0, 1)
+
+
+def train_classifier(model: ShapeColourNet, images: Tensor, shapes: Tensor, colours: Tensor, steps: int,
+                     batch_size: int, learning_rate: float, seed: int, progress=None) -> ShapeColourNet:
+    """Cross-entropy on both heads over augmented batches of `images` [N, 3, S, S] labelled `shapes`,
+    `colours` [N], with a one-cycle learning rate; `seed` draws the batches and their augmentation."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, learning_rate, total_steps=steps)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(steps):
+        batch = torch.randint(len(images), (batch_size,), generator=generator)
+        shape_logits, colour_logits = model(_augment(images[batch], generator))
+        loss = F.cross_entropy(shape_logits, shapes[batch]) + F.cross_entropy(colour_logits, colours[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if progress is not None:
+            progress(loss=loss.item())
+    return model.eval()
 
 
 @dataclass
@@ -80,29 +102,15 @@ class EvaluatorTrainConfig:
 
 def train_evaluator(config: EvaluatorTrainConfig, progress=None) -> ShapeColourNet:
     data = render_objects(config.seed, config.views_per_object, stack_views=0, resolution=INPUT_SIZE)
-    torch.manual_seed(config.seed)
-    model = ShapeColourNet()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.learning_rate, total_steps=config.steps)
-    generator = torch.Generator().manual_seed(config.seed)
-    model.train()
-    for step in range(config.steps):
-        batch = torch.randint(len(data), (config.batch_size,), generator=generator)
-        shape_logits, colour_logits = model(_augment(data.images[batch], generator))
-        loss = F.cross_entropy(shape_logits, data.shape[batch, 0]) + F.cross_entropy(colour_logits, data.colour[batch, 0])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if progress is not None:
-            progress(loss=loss.item())
-    return model.eval()
+    torch.manual_seed(config.seed)  # the initial weights
+    return train_classifier(ShapeColourNet(), data.images, data.shape[:, 0], data.colour[:, 0], config.steps,
+                            config.batch_size, config.learning_rate, config.seed, progress)
 
 
 @torch.no_grad()
 def classify(model: ShapeColourNet, images: Tensor) -> tuple[Tensor, Tensor]:
     """Predicted shape and colour indices [B] each."""
-    shape_logits, colour_logits = model(prepare(images))
+    shape_logits, colour_logits = model(prepare(images, model.input_size))
     return shape_logits.argmax(dim=-1), colour_logits.argmax(dim=-1)
 
 
@@ -168,11 +176,17 @@ def load_images(path: Path) -> Tensor:
 
 
 def evaluate_path(path: str | Path, prompt: str, views: int = 16) -> dict:
-    """Scores an asset's turntable, a directory of images, or one image against `prompt`."""
+    """Scores an asset's turntable, a directory of images, or one image against `prompt`, by the
+    evaluator and by the judge (which renders an asset on its own ring of views)."""
     from fieldkit.io import load
+
+    from .judge import judge_asset, judge_images
 
     path = Path(path)
     if not path.exists():
         raise FieldkitError(f"{path} does not exist")
-    images = load_images(path) if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES else turntable(load(path), views)
-    return score_images(images, prompt)
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        images = load_images(path)
+        return score_images(images, prompt) | judge_images(images, prompt)
+    asset = load(path)
+    return score_images(turntable(asset, views), prompt) | judge_asset(asset, prompt)
