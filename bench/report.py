@@ -88,6 +88,11 @@ def machine(results: dict, threads: int | None = None) -> str:
     return f"{words}{torch}{thread_words}"
 
 
+def batch_threads(section: dict) -> int | None:
+    """Threads per run of a sweep run as a batch: Ray gives each of several workers' jobs one thread."""
+    return 1 if section.get("workers", 1) > 1 else None
+
+
 # -- sections ------------------------------------------------------------------------------
 
 def optimisation_cpu_notes(runs: list[dict]) -> str:
@@ -364,7 +369,7 @@ def geometry_lines(results: dict) -> list[str]:
             what += f" ({', '.join(prompts)})"
         lines += ["", f"Geometry against the ground truth, {what}. "
                       f"{measured_line(measured_of(*section['summary'], default=section['measured']))}, on an "
-                      f"{machine(section)} per run (`python bench/generate.py --baseline`). The asset and the prompt's "
+                      f"{machine(section, batch_threads(section))} per run (`python bench/generate.py --baseline`). The asset and the prompt's "
                       "true shape are rendered over 24 azimuths at elevations 0, 20, 40, 60 and 80 after fitting the "
                       "asset's scale and turn; IoU is the silhouettes' (mean over views; min: the worst prompt), "
                       "stray the asset's coverage outside the true silhouette as a share of the frame, depth the "
@@ -599,13 +604,18 @@ def readme_blocks() -> dict[str, str]:
         [[label, number(run["seconds"], 0), number(run["psnr_test"]),
           "-" if run.get("teacher_psnr_test") is None else signed(run["psnr_test"] - run["teacher_psnr_test"])]
          for label, run in labelled], {1, 2, 3})
-    summary = generate["summary"]
+    sweep = generate["sweep"]
     blocks["generate"] = block(
-        "**`generate`**, all 36 single-object prompts of the built-in prior",
-        f"{since(*summary, default=generate['measured'])}; {machine(generate)} per run.",
-        ["rep", "guidance", "seconds", "prompt fidelity", "foreground saturation"],
-        [[group["rep"], group["guidance"].upper(), number(group["wall_seconds"], 0), number(group["fidelity"], 3),
-          number(group["saturation"], 3)] for group in summary], {2, 3, 4})
+        "**`generate`**, all 36 single-object prompts of the built-in prior, against their ground truth",
+        f"{since(*sweep['summary'], default=sweep['measured'])}; {machine(sweep, batch_threads(sweep))} per run. IoU: silhouettes over "
+        "elevations 0-80; stray: coverage outside the true silhouette; judge: share of views from elevations -10 "
+        "to 65 on grey that a classifier the prior never shared a renderer with names as the prompt. ± is the "
+        "95% interval over seeds (details: [docs/generate.md](docs/generate.md))",
+        ["rep", "guidance", "seeds", "seconds", "IoU", "stray", "judge"],
+        [[group["rep"], "initial ball" if group["guidance"] == "initial" else group["guidance"].upper(),
+          str(group["seeds"]), number(group["wall_seconds"], 0), with_interval(group["iou"], group.get("iou_interval")),
+          f"{group['stray']:.1%}", with_interval(group.get("judge"), group.get("judge_interval"))]
+         for group in sweep["summary"]], {2, 3, 4, 5, 6})
     rows = [["first frame in the browser", f"{viewer['browser_connect_to_first_frame_s']:.2f}"]] \
         if "browser_connect_to_first_frame_s" in viewer else []
     rows += [[f"preview frame ({viewer['preview_rows']} rows)", f"{viewer['preview_frame_median_s']:.2f}"],
