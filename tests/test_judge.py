@@ -59,3 +59,13 @@ def test_a_cloud_of_floaters_is_no_shape(judge):
     scores = judge_asset(floaters, "a red sphere", judge)
     assert scores["judge_none"] > 0.6 and scores["judge"] < 0.1, scores
     assert JUDGE_SHAPES[-1] == "none"
+
+
+def test_a_missing_or_foreign_judge_file_is_one_error_line(tmp_path):
+    from fieldkit.errors import FieldkitError
+    from fieldkit.prior.evaluator import EVALUATOR_PATH
+
+    with pytest.raises(FieldkitError, match="build_judge"):
+        load_judge(tmp_path / "judge.safetensors")
+    with pytest.raises(FieldkitError, match="not a judge"):
+        load_judge(EVALUATOR_PATH)

@@ -121,21 +121,31 @@ def accuracy(model: ShapeColourNet, data: ObjectImages) -> dict:
             "both": ((shapes == data.shape[:, 0]) & (colours == data.colour[:, 0])).float().mean().item()}
 
 
-def save_evaluator(model: ShapeColourNet, path: str | Path, metrics: dict) -> None:
+def save_classifier(model: ShapeColourNet, path: str | Path, kind: str, shapes, colours, metrics: dict) -> None:
+    """Weights and the class names they were trained for, with `metrics` in the header."""
     tensors = {name: value for name, value in model.state_dict().items() if value.is_floating_point()}
-    write_tensors(path, tensors, {"kind": "evaluator", "shapes": list(SHAPES), "colours": list(COLOUR_NAMES),
-                                  "metrics": metrics})
+    write_tensors(path, tensors, {"kind": kind, "shapes": list(shapes), "colours": list(colours),
+                                  "input_size": model.input_size, "metrics": metrics})
+
+
+def load_classifier(path: str | Path, kind: str, shapes, colours) -> ShapeColourNet:
+    """A classifier saved by `save_classifier`; one error line when it is missing or was trained for other names."""
+    if not Path(path).exists():
+        raise FieldkitError(f"no {kind} at {path}; rebuild it with `python -m fieldkit.prior.build_{kind}`")
+    tensors, header = read_tensors(path)
+    if header.get("kind") != kind or header["shapes"] != list(shapes) or header["colours"] != list(colours):
+        raise FieldkitError(f"{path} is not a {kind} for this vocabulary; rebuild it")
+    model = ShapeColourNet(shapes=len(shapes), colours=len(colours), input_size=header.get("input_size", INPUT_SIZE))
+    model.load_state_dict(tensors, strict=False)
+    return model.eval()
+
+
+def save_evaluator(model: ShapeColourNet, path: str | Path, metrics: dict) -> None:
+    save_classifier(model, path, "evaluator", SHAPES, COLOUR_NAMES, metrics)
 
 
 def load_evaluator(path: str | Path = EVALUATOR_PATH) -> ShapeColourNet:
-    if not Path(path).exists():
-        raise FieldkitError(f"no evaluator at {path}; rebuild it with `python -m fieldkit.prior.build_evaluator`")
-    tensors, header = read_tensors(path)
-    if header.get("kind") != "evaluator" or header["shapes"] != list(SHAPES) or header["colours"] != list(COLOUR_NAMES):
-        raise FieldkitError(f"{path} is not an evaluator for this vocabulary; rebuild it")
-    model = ShapeColourNet()
-    model.load_state_dict(tensors, strict=False)
-    return model.eval()
+    return load_classifier(path, "evaluator", SHAPES, COLOUR_NAMES)
 
 
 def score_images(images: Tensor, prompt: str, model: ShapeColourNet | None = None) -> dict:

@@ -16,10 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from fieldkit.asset_file import read_tensors, write_tensors
-from fieldkit.errors import FieldkitError
-
-from .evaluator import ShapeColourNet, classify, train_classifier
+from .evaluator import ShapeColourNet, classify, load_classifier, save_classifier, train_classifier
 from .judge_data import JUDGE_COLOURS, JUDGE_SHAPES, JudgeImages, render_judge_images
 from .vocabulary import WORDS, normalise, parse_single
 
@@ -61,21 +58,11 @@ def judge_accuracy(model: ShapeColourNet, data: JudgeImages) -> dict:
 
 
 def save_judge(model: ShapeColourNet, path: str | Path, metrics: dict) -> None:
-    tensors = {name: value for name, value in model.state_dict().items() if value.is_floating_point()}
-    write_tensors(path, tensors, {"kind": "judge", "shapes": list(JUDGE_SHAPES), "colours": list(JUDGE_COLOURS),
-                                  "input_size": model.input_size, "metrics": metrics})
+    save_classifier(model, path, "judge", JUDGE_SHAPES, JUDGE_COLOURS, metrics)
 
 
 def load_judge(path: str | Path = JUDGE_PATH) -> ShapeColourNet:
-    if not Path(path).exists():
-        raise FieldkitError(f"no judge at {path}; rebuild it with `python -m fieldkit.prior.build_judge`")
-    tensors, header = read_tensors(path)
-    if header.get("kind") != "judge" or header["shapes"] != list(JUDGE_SHAPES) or \
-            header["colours"] != list(JUDGE_COLOURS):
-        raise FieldkitError(f"{path} is not a judge for this vocabulary; rebuild it")
-    model = ShapeColourNet(shapes=len(JUDGE_SHAPES), colours=len(JUDGE_COLOURS), input_size=header["input_size"])
-    model.load_state_dict(tensors, strict=False)
-    return model.eval()
+    return load_classifier(path, "judge", JUDGE_SHAPES, JUDGE_COLOURS)
 
 
 def judge_images(images: Tensor, prompt: str, model: ShapeColourNet | None = None) -> dict:
