@@ -13,7 +13,8 @@ from fieldkit.cli import main
 from fieldkit.errors import FieldkitError
 from fieldkit.guidance.prior import BUILTIN_DIRECTORY, load_prior
 from fieldkit.prior.dataset import render_objects
-from fieldkit.prior.evaluator import accuracy, evaluate_path, load_evaluator, score_images
+from fieldkit.prior.eval_prompt import evaluate_path
+from fieldkit.prior.evaluator import accuracy, load_evaluator, score_images
 from fieldkit.prior.sampling import sample_images
 from fieldkit.prior.vocabulary import WORDS, normalise
 

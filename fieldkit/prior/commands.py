@@ -44,7 +44,7 @@ def cmd_prior_export(args) -> int:
 
 
 def cmd_eval_prompt(args) -> int:
-    from .evaluator import evaluate_path
+    from .eval_prompt import evaluate_path
 
     scores = evaluate_path(args.path, args.prompt, args.views)
     print(json.dumps(scores) if args.json else

@@ -8,10 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor, nn
 
 from fieldkit.errors import FieldkitError
@@ -22,7 +20,6 @@ from .vocabulary import SHAPES, WORDS, normalise, parse_single
 
 INPUT_SIZE = 32
 EVALUATOR_PATH = Path(__file__).resolve().parent / "evaluator.safetensors"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 class ShapeColourNet(nn.Module):
@@ -156,47 +153,3 @@ def score_images(images: Tensor, prompt: str, model: ShapeColourNet | None = Non
     shape_hit, colour_hit = shapes == SHAPES.index(shape), colours == COLOUR_NAMES.index(colour)
     return {"shape": shape_hit.float().mean().item(), "colour": colour_hit.float().mean().item(),
             "fidelity": (shape_hit & colour_hit).float().mean().item(), "views": int(images.shape[0])}
-
-
-def turntable(asset, views: int, resolution: int = 64) -> Tensor:
-    """Renders [views, 3, H, W] on white around the origin, at the prior's camera distance."""
-    from fieldkit.generate.views import turntable_views
-
-    cameras = turntable_views(views, resolution).cameras
-    with torch.no_grad():
-        rgb = asset.render(cameras, background=torch.ones(3)).rgb  # [V, H, W, 3]
-    return rgb.permute(0, 3, 1, 2).clamp(0, 1)
-
-
-def _read_image(path: Path) -> Tensor:  # [3, H, W]
-    try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
-    except OSError as error:
-        raise FieldkitError(f"cannot read image {path}: {error}") from None
-    return torch.from_numpy(array).permute(2, 0, 1)
-
-
-def load_images(path: Path) -> Tensor:
-    """One image file, or every image in a directory -> [N, 3, 32, 32]."""
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
-    if not files:
-        raise FieldkitError(f"{path} holds no PNG or JPEG images")
-    return torch.cat([prepare(_read_image(file)[None]) for file in files])
-
-
-def evaluate_path(path: str | Path, prompt: str, views: int = 16) -> dict:
-    """Scores an asset's turntable, a directory of images, or one image against `prompt`, by the
-    evaluator and by the judge (which renders an asset on its own ring of views)."""
-    from fieldkit.io import load
-
-    from .judge import judge_asset, judge_images
-
-    path = Path(path)
-    if not path.exists():
-        raise FieldkitError(f"{path} does not exist")
-    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
-        images = load_images(path)
-        return score_images(images, prompt) | judge_images(images, prompt)
-    asset = load(path)
-    return score_images(turntable(asset, views), prompt) | judge_asset(asset, prompt)
