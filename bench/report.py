@@ -606,16 +606,18 @@ def readme_blocks() -> dict[str, str]:
          for label, run in labelled], {1, 2, 3})
     sweep = generate["sweep"]
     blocks["generate"] = block(
-        "**`generate`**, all 36 single-object prompts of the built-in prior, against their ground truth",
+        "**`generate`** on the single-object prompts of the built-in prior, against their ground truth",
         f"{since(*sweep['summary'], default=sweep['measured'])}; {machine(sweep, batch_threads(sweep))} per run. IoU: silhouettes over "
         "elevations 0-80; stray: coverage outside the true silhouette; judge: share of views from elevations -10 "
         "to 65 on grey that a classifier the prior never shared a renderer with names as the prompt. ± is the "
-        "95% interval over seeds (details: [docs/generate.md](docs/generate.md))",
-        ["rep", "guidance", "seeds", "seconds", "IoU", "stray", "judge"],
+        "95% interval over seeds; seconds are wall time per run on a machine shared with other work "
+        "(details: [docs/generate.md](docs/generate.md))",
+        ["rep", "guidance", "prompts", "seeds", "seconds", "IoU", "stray", "judge"],
         [[group["rep"], "initial ball" if group["guidance"] == "initial" else group["guidance"].upper(),
-          str(group["seeds"]), number(group["wall_seconds"], 0), with_interval(group["iou"], group.get("iou_interval")),
-          f"{group['stray']:.1%}", with_interval(group.get("judge"), group.get("judge_interval"))]
-         for group in sweep["summary"]], {2, 3, 4, 5, 6})
+          str(group["prompts"]), str(group["seeds"]), number(group["wall_seconds"], 0),
+          with_interval(group["iou"], group.get("iou_interval")), f"{group['stray']:.1%}",
+          with_interval(group.get("judge"), group.get("judge_interval"))]
+         for group in sweep["summary"]], {2, 3, 4, 5, 6, 7})
     rows = [["first frame in the browser", f"{viewer['browser_connect_to_first_frame_s']:.2f}"]] \
         if "browser_connect_to_first_frame_s" in viewer else []
     rows += [[f"preview frame ({viewer['preview_rows']} rows)", f"{viewer['preview_frame_median_s']:.2f}"],
