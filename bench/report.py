@@ -545,12 +545,12 @@ def readme_blocks() -> dict[str, str]:
         return measured_line(measured_of(*items, default=default))
 
     blocks = {}
-    cube = next(row for row in generate["runs"] if row["prompt"] == "red cube" and row["rep"] == "gaussians"
-                and row["guidance"] == "sds")
+    cube = next(row for row in generate["sweep"]["runs"] if row["prompt"] == "red cube" and row["rep"] == "gaussians"
+                and row["guidance"] == "sds" and row["seed"] == 0)
     blocks["quickstart-generate"] = "\n".join([
         "```",
         f"{cube['prompt']!r}: {cube['steps']} steps in {cube['seconds']:.0f} s, final loss {cube['final_loss']:.4g}, "
-        f"prompt fidelity {cube['fidelity']:.3f}; wrote runs/red-cube",
+        f"prompt fidelity {cube['fidelity']:.3f}, judge {cube['judge']:.3f}; wrote runs/red-cube",
         "fieldkit view: open http://127.0.0.1:8080 in a browser (Ctrl-C stops)",
         "```",
         f"Figures {since(cube, default=generate['measured']).lower()} (`bench/results/generate.json`)."])
