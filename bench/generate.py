@@ -110,7 +110,7 @@ def add_judge(rows: list[dict], folder: Path, prior: Prior, config: GenerateConf
                 asset = make_run(row["prompt"], out, replace(config, rep=row["rep"], seed=row["seed"]), prior).model
         else:
             pattern = f"{row['rep']}-{row['guidance']}-seed{row['seed']}-*{prompt_directory(row['prompt'])}"
-            runs = [path for path in folder.glob(pattern) if path.name.endswith(prompt_directory(row["prompt"]))]
+            runs = list(folder.glob(pattern))
             if len(runs) != 1:
                 raise SystemExit(f"no single run of {pattern} in {folder}")
             asset = load(next(runs[0].glob("*.safetensors")))

@@ -21,10 +21,10 @@ HELD_OUT_SEED = 2000
 HELD_OUT_VIEWS = 16
 
 
-def evaluator_accuracy(data: JudgeImages) -> dict:
-    """The evaluator's shape accuracy on images of a vocabulary shape and colour accuracy on images of
-    a palette colour (it has no "none"), and the judge's figures on those same subsets."""
-    shapes, colours = classify(load_evaluator(), data.images)
+def named_accuracy(model, data: JudgeImages) -> dict:
+    """`model`'s shape accuracy on images of a vocabulary shape and colour accuracy on images of a
+    palette colour: the images the evaluator, which has no "none", has a word for."""
+    shapes, colours = classify(model, data.images)
     named_shape, named_colour = data.shape < JUDGE_SHAPES.index("none"), data.colour < JUDGE_COLOURS.index("none")
     return {"shape": (shapes == data.shape)[named_shape].float().mean().item(),
             "colour": (colours == data.colour)[named_colour].float().mean().item()}
@@ -33,14 +33,10 @@ def evaluator_accuracy(data: JudgeImages) -> dict:
 def held_out_report(model, seed: int = HELD_OUT_SEED, views_per_object: int = HELD_OUT_VIEWS) -> dict:
     """Judge and evaluator accuracy on held-out elevations, overall and per band."""
     data = render_judge_images(seed, views_per_object, held_out=True, size=JUDGE_SIZE)
-    shapes, colours = classify(model, data.images)
-    named_shape, named_colour = data.shape < JUDGE_SHAPES.index("none"), data.colour < JUDGE_COLOURS.index("none")
-    same_subsets = {"shape": (shapes == data.shape)[named_shape].float().mean().item(),
-                    "colour": (colours == data.colour)[named_colour].float().mean().item()}
     bands = {f"{low:g} to {high:g}": judge_accuracy(model, data.subset((data.elevation >= low) & (data.elevation <= high)))
              for low, high in HELD_OUT_ELEVATIONS}
-    return {"seed": seed, "judge": judge_accuracy(model, data), "judge_named": same_subsets,
-            "evaluator_named": evaluator_accuracy(data),
+    return {"seed": seed, "judge": judge_accuracy(model, data), "judge_named": named_accuracy(model, data),
+            "evaluator_named": named_accuracy(load_evaluator(), data),
             "bands": {band: {key: figures[key] for key in ("images", "shape", "colour", "both")}
                       for band, figures in bands.items()}}
 
